@@ -1,0 +1,64 @@
+"""The exceptions lhfleet raises, one tree for the whole package.
+
+    LhfleetError                 base; ``exit_code`` is what the CLI exits with
+    ├── UsageError               bad input from the user (exit 2)
+    │   ├── InvalidURLError      a URL that cannot be audited
+    │   └── InvalidSettingError  an option or setting out of range
+    ├── NotFoundError            a job or run id that the store does not have
+    ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
+    │   └── ChromeLaunchError    Chromium would not start, so the job stopped
+    ├── StoreError               the job store failed or has a newer schema
+    └── JobInterrupted           the job was stopped before every run settled
+
+Each message says what failed, on which value, and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class LhfleetError(Exception):
+    """Base of every error lhfleet raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(LhfleetError):
+    """Input from the user that lhfleet rejects before queuing anything."""
+
+    exit_code = 2
+
+
+class InvalidURLError(UsageError):
+    """A URL that cannot be audited."""
+
+
+class InvalidSettingError(UsageError):
+    """An option or setting with a value out of range."""
+
+
+class NotFoundError(LhfleetError):
+    """A job or run id that the store does not know."""
+
+    exit_code = 2
+
+
+class EnvironmentProblem(LhfleetError):
+    """Node, Lighthouse or Chromium is missing or does not work."""
+
+    exit_code = 3
+
+
+class ChromeLaunchError(EnvironmentProblem):
+    """Chromium would not start; the job stopped instead of failing every run."""
+
+
+class StoreError(LhfleetError):
+    """The job store could not be opened or written."""
+
+    exit_code = 4
+
+
+class JobInterrupted(LhfleetError):
+    """The job stopped before every run settled; ``lhfleet resume`` goes on."""
+
+    exit_code = 130

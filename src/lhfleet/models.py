@@ -1,0 +1,131 @@
+"""Jobs, runs and their settings: the domain, free of any store or engine."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class RunState(enum.StrEnum):
+    """Where a run is in its life; ``succeeded`` and ``failed`` are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def settled(self) -> bool:
+        return self in (RunState.SUCCEEDED, RunState.FAILED)
+
+
+class JobState(enum.StrEnum):
+    """Where a job is: ``running`` until its last run settles."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+
+
+CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
+"""Category ids that Lighthouse 13 accepts in ``onlyCategories``."""
+
+EXTRA_CATEGORIES = ("agentic-browsing",)
+"""Category ids that Lighthouse 13.2 and later add; accepted, never default."""
+
+PRESETS = ("mobile", "desktop")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How each run of a job is audited. Secrets live apart, in ``JobSecrets``."""
+
+    runs: int = 3
+    preset: str = "mobile"
+    categories: tuple[str, ...] = CATEGORIES
+    timeout: float = 120.0
+    chrome_flags: tuple[str, ...] = ()
+    retries: int = 2
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "preset": self.preset,
+            "categories": list(self.categories),
+            "timeout": self.timeout,
+            "chrome_flags": list(self.chrome_flags),
+            "retries": self.retries,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSettings:
+        return cls(
+            runs=int(data["runs"]),
+            preset=str(data["preset"]),
+            categories=tuple(data["categories"]),
+            timeout=float(data["timeout"]),
+            chrome_flags=tuple(data["chrome_flags"]),
+            retries=int(data["retries"]),
+        )
+
+
+@dataclass(frozen=True)
+class JobSecrets:
+    """Values a run needs that never appear in results, reports or logs."""
+
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"JobSecrets(extra_headers=<{len(self.extra_headers)} redacted>)"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    state: JobState
+    settings: JobSettings
+    created_at: datetime
+    finished_at: datetime | None
+    total: int
+    succeeded: int
+    failed: int
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.succeeded - self.failed
+
+
+@dataclass(frozen=True)
+class Run:
+    """One Lighthouse audit of one URL, as the job store keeps it."""
+
+    id: str
+    job_id: str
+    url_index: int
+    url: str
+    index: int
+    state: RunState
+    attempts: int
+    error_code: str | None = None
+    error_message: str | None = None
+    stderr_tail: str | None = None
+    scores: dict[str, float | None] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    benchmark_index: float | None = None
+    lighthouse_version: str | None = None
+    final_url: str | None = None
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    report_json: str | None = None
+    report_html: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def run_id(job_id: str, url_index: int, index: int) -> str:
+    """Return the id of a job's run: stable, so that creating a job is idempotent."""
+    return f"{job_id}-{url_index}-{index}"

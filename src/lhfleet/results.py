@@ -1,0 +1,139 @@
+"""The results document of a job: the stable schema behind ``--format json``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from itertools import groupby
+from typing import Any
+
+from lhfleet.aggregate import medians, representative_run
+from lhfleet.lhr import METRIC_AUDITS
+from lhfleet.models import CATEGORIES, Job, Run, RunState
+from lhfleet.ports import JobStore, ReportStore
+
+SCHEMA_VERSION = 1
+
+
+def results_document(store: JobStore, reports: ReportStore, job_id: str) -> dict[str, Any]:
+    """Return the job, and per URL its runs, representative run and medians."""
+    job = store.get_job(job_id)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "job": job_document(job),
+        "urls": [url_document(runs, reports) for runs in runs_by_url(store, job_id)],
+    }
+
+
+def runs_by_url(store: JobStore, job_id: str) -> Iterator[list[Run]]:
+    """Yield each URL's runs, one URL at a time, in the order the job lists them."""
+    for _, group in groupby(store.iter_runs(job_id), key=lambda run: run.url_index):
+        yield list(group)
+
+
+def job_document(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "created_at": _iso(job.created_at),
+        "finished_at": _iso(job.finished_at),
+        "settings": job.settings.to_dict(),
+        "counts": {
+            "total": job.total,
+            "succeeded": job.succeeded,
+            "failed": job.failed,
+            "pending": job.pending,
+        },
+    }
+
+
+def url_document(runs: list[Run], reports: ReportStore) -> dict[str, Any]:
+    representative = representative_run(runs)
+    valid = sum(run.state is RunState.SUCCEEDED for run in runs)
+    return {
+        "url": runs[0].url,
+        "url_index": runs[0].url_index,
+        "valid_runs": valid,
+        "total_runs": len(runs),
+        "representative_run": representative.id if representative else None,
+        "median": medians(runs),
+        "runs": [run_document(run, reports) for run in runs],
+    }
+
+
+def run_document(run: Run, reports: ReportStore) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "index": run.index,
+        "state": run.state.value,
+        "attempts": run.attempts,
+        "error_code": run.error_code,
+        "error_message": run.error_message,
+        "stderr_tail": run.stderr_tail,
+        "warnings": run.warnings,
+        "scores": run.scores,
+        "metrics": run.metrics,
+        "benchmark_index": run.benchmark_index,
+        "lighthouse_version": run.lighthouse_version,
+        "final_url": run.final_url,
+        "report_json": reports.locate(run.report_json) if run.report_json else None,
+        "report_html": reports.locate(run.report_html) if run.report_html else None,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
+
+
+CSV_COLUMNS = [
+    "job_id",
+    "url",
+    "run_id",
+    "index",
+    "state",
+    "attempts",
+    "error_code",
+    *(f"score_{category}" for category in CATEGORIES),
+    *(f"{metric}" for metric in METRIC_AUDITS),
+    "benchmark_index",
+    "final_url",
+    "report_html",
+]
+
+
+def results_csv(store: JobStore, reports: ReportStore, job_id: str) -> str:
+    """Return one CSV row per run."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for run in store.iter_runs(job_id):
+        writer.writerow(
+            [
+                job_id,
+                run.url,
+                run.id,
+                run.index,
+                run.state.value,
+                run.attempts,
+                run.error_code or "",
+                *(_cell(run.scores.get(category)) for category in CATEGORIES),
+                *(_cell(run.metrics.get(metric)) for metric in METRIC_AUDITS),
+                _cell(run.benchmark_index),
+                run.final_url or "",
+                reports.locate(run.report_html) if run.report_html else "",
+            ]
+        )
+    return buffer.getvalue()
+
+
+def urls_without_valid_run(document: dict[str, Any]) -> list[str]:
+    """Return the URLs of a results document that have no succeeded run."""
+    return [entry["url"] for entry in document["urls"] if entry["valid_runs"] == 0]
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,168 @@
+"""Service functions that the CLI (and later the API) call: submit, drive, read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lhfleet.auditor import Auditor, sweep_scratch
+from lhfleet.dispatch.local import LocalDispatcher
+from lhfleet.errors import InvalidSettingError
+from lhfleet.models import CATEGORIES, EXTRA_CATEGORIES, PRESETS, Job, JobSecrets, JobSettings, JobState
+from lhfleet.owners import is_gone
+from lhfleet.ports import JobStore, ReportStore
+from lhfleet.reports.local import LocalReportStore
+from lhfleet.results import results_document
+from lhfleet.runtime import Runtime, find_runtime
+from lhfleet.store.sql import SqlJobStore, sqlite_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = ".lhfleet"
+MAX_RUNS = 100
+MIN_TIMEOUT = 10.0
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("LHFLEET_HOME") or DEFAULT_DATA_DIR)
+
+
+@dataclass
+class Workspace:
+    """The embedded default: SQLite, a report folder and a scratch folder."""
+
+    data_dir: Path
+    store: JobStore
+    reports: ReportStore
+    scratch: Path
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Workspace:
+        data_dir = data_dir.expanduser().resolve()
+        try:
+            (data_dir / "scratch").mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InvalidSettingError(
+                f"Cannot create the data directory {data_dir}: {error.strerror}. "
+                "Pass a writable folder with --data-dir or LHFLEET_HOME."
+            ) from error
+        store = SqlJobStore(sqlite_url(data_dir / "lhfleet.db"))
+        reports = LocalReportStore(data_dir / "reports")
+        return cls(data_dir, store, reports, data_dir / "scratch")
+
+
+def auto_concurrency() -> int:
+    """Return a safe number of audits at once: one per two cores.
+
+    Lighthouse's guidance is one audit per machine; with one per two cores
+    the audits leave each other a core, which keeps TBT near its idle value.
+    """
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def validate_settings(settings: JobSettings) -> None:
+    """Raise InvalidSettingError naming the first setting out of range."""
+    if not 1 <= settings.runs <= MAX_RUNS:
+        raise InvalidSettingError(
+            f"--runs is {settings.runs}; use a number from 1 to {MAX_RUNS}."
+        )
+    if settings.preset not in PRESETS:
+        raise InvalidSettingError(
+            f"--preset is {settings.preset!r}; use one of {', '.join(PRESETS)}."
+        )
+    known = CATEGORIES + EXTRA_CATEGORIES
+    unknown = [category for category in settings.categories if category not in known]
+    if unknown or not settings.categories:
+        raise InvalidSettingError(
+            f"--categories has {', '.join(unknown) or 'no category'}; "
+            f"use a comma-separated list of {', '.join(known)}."
+        )
+    if settings.timeout < MIN_TIMEOUT:
+        raise InvalidSettingError(
+            f"--timeout is {settings.timeout:g} s; an audit needs at least "
+            f"{MIN_TIMEOUT:g} s, and 120 s suits most pages."
+        )
+    if settings.retries < 0:
+        raise InvalidSettingError(f"--retries is {settings.retries}; use 0 or more.")
+
+
+def submit(
+    workspace: Workspace, urls: Iterable[str], settings: JobSettings, secrets: JobSecrets
+) -> Job:
+    """Validate the settings and store the job with its queued runs."""
+    validate_settings(settings)
+    job = workspace.store.create_job(settings, secrets, urls)
+    if job.total == 0:
+        raise InvalidSettingError("The URL list is empty. Give at least one URL.")
+    return job
+
+
+def drive(
+    workspace: Workspace,
+    job_id: str,
+    concurrency: int,
+    stop: threading.Event,
+    runtime: Runtime | None = None,
+) -> Job:
+    """Run a job's unsettled runs here until all settle or ``stop`` is set."""
+    runtime = runtime or find_runtime()
+    job = workspace.store.get_job(job_id)
+    recover(workspace, job_id)
+    if job.state is not JobState.COMPLETED:
+        auditor = Auditor(runtime, workspace.scratch)
+        dispatcher = LocalDispatcher(
+            workspace.store,
+            workspace.reports,
+            auditor,
+            concurrency,
+            on_complete=lambda done: complete(workspace, done),
+        )
+        logger.info("job %s: started (%d runs pending)", job_id, job.pending)
+        dispatcher.dispatch(job, stop)
+    job = workspace.store.get_job(job_id)
+    if job.state is JobState.COMPLETED and not _summary_path(workspace, job_id).exists():
+        complete(workspace, job_id)
+    return job
+
+
+def recover(workspace: Workspace, job_id: str) -> None:
+    """Give back runs and remove work folders that an exited lhfleet left."""
+    swept = sweep_scratch(workspace.scratch, is_gone)
+    released = workspace.store.release_owners(job_id, is_gone)
+    if swept or released:
+        logger.info(
+            "job %s: recovered %d runs and %d work folders of exited processes",
+            job_id,
+            released,
+            swept,
+        )
+
+
+def complete(workspace: Workspace, job_id: str) -> None:
+    """Write the results document of a job whose last run has settled."""
+    document = results_document(workspace.store, workspace.reports, job_id)
+    body = json.dumps(document, indent=2).encode("utf-8")
+    ref = workspace.reports.put_summary(job_id, body)
+    logger.info("job %s: completed; results in %s", job_id, workspace.reports.locate(ref))
+
+
+def retry_failed(workspace: Workspace, job_id: str) -> int:
+    """Queue the failed runs of a job again; return how many."""
+    count = workspace.store.requeue_failed(job_id, time.time())
+    logger.info("job %s: queued %d failed runs again", job_id, count)
+    return count
+
+
+def _summary_path(workspace: Workspace, job_id: str) -> Path:
+    return workspace.data_dir / "reports" / job_id / "results.json"
+
+
+def results(workspace: Workspace, job_id: str) -> dict[str, Any]:
+    return results_document(workspace.store, workspace.reports, job_id)
