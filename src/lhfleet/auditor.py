@@ -9,6 +9,7 @@ what a killed one left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -116,7 +117,11 @@ class Auditor:
     def render_html(self, lhr_json: bytes) -> str:
         """Render Lighthouse's HTML report from a (redacted) JSON result."""
         completed = subprocess.run(
-            [str(self.runtime.node), str(RENDER_SCRIPT), str(self.runtime.report_generator)],
+            [
+                str(self.runtime.node),
+                str(RENDER_SCRIPT),
+                str(self.runtime.report_generator),
+            ],
             input=lhr_json,
             capture_output=True,
             timeout=120,
@@ -132,7 +137,11 @@ class Auditor:
     ) -> AuditResult:
         output = workdir / "result.json"
         command = self._command(request, workdir, output)
-        env = {**os.environ, "TMPDIR": str(workdir / "tmp"), "CHROME_PATH": str(self.runtime.chrome)}
+        env = {
+            **os.environ,
+            "TMPDIR": str(workdir / "tmp"),
+            "CHROME_PATH": str(self.runtime.chrome),
+        }
         stderr_path = workdir / "stderr.log"
         with stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
@@ -147,7 +156,9 @@ class Auditor:
             stopped = _wait(process, request.settings.timeout, cancel)
         tail = _tail(stderr_path)
         if stopped == "cancelled":
-            return AuditResult(None, codes.RUNNER_INTERRUPTED, "The run was interrupted.", tail)
+            return AuditResult(
+                None, codes.RUNNER_INTERRUPTED, "The run was interrupted.", tail
+            )
         if stopped == "timeout":
             message = (
                 f"The run took longer than its {request.settings.timeout:g} s deadline "
@@ -182,7 +193,9 @@ class Auditor:
         return command
 
 
-def _wait(process: subprocess.Popen[bytes], timeout: float, cancel: threading.Event) -> str:
+def _wait(
+    process: subprocess.Popen[bytes], timeout: float, cancel: threading.Event
+) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -207,11 +220,11 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     try:
         process.wait(timeout=INTERRUPT_GRACE)
     except subprocess.TimeoutExpired:
-        logger.warning("Lighthouse pid %d ignored SIGINT; killing its group", process.pid)
-    try:
+        logger.warning(
+            "Lighthouse pid %d ignored SIGINT; killing its group", process.pid
+        )
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

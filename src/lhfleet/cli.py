@@ -54,7 +54,8 @@ def data_dir_option(command: F) -> F:
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Folder for the job store and reports [default: $LHFLEET_HOME or ./.lhfleet].",
+        help="Folder for the job store and reports "
+        "[default: $LHFLEET_HOME or ./.lhfleet].",
     )(command)
 
 
@@ -80,12 +81,16 @@ def open_workspace(data_dir: Path | None) -> service.Workspace:
 
 @click.group(epilog=EXIT_HELP)
 @click.version_option(package_name="lhfleet")
-@click.option("-v", "--verbose", count=True, help="Log more on stderr (-v info, -vv debug).")
+@click.option(
+    "-v", "--verbose", count=True, help="Log more on stderr (-v info, -vv debug)."
+)
 def main(verbose: int) -> None:
     """Run Lighthouse over many URLs, several runs each, and keep every result."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handler.setLevel(level)
     root = logging.getLogger("lhfleet")
     root.addHandler(handler)
@@ -97,7 +102,9 @@ def _log_to_file(path: Path) -> None:
     if any(isinstance(h, logging.FileHandler) for h in root.handlers):
         return
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handler.setLevel(logging.INFO)
     root.addHandler(handler)
 
@@ -123,14 +130,14 @@ def parse_extra_headers(value: str | None) -> dict[str, str]:
         except OSError as error:
             raise InvalidSettingError(
                 f"--extra-headers is neither a JSON object nor a readable file "
-                f"({error.strerror}). Pass '{{\"Name\": \"value\"}}' or a file path."
+                f'({error.strerror}). Pass \'{{"Name": "value"}}\' or a file path.'
             ) from error
     try:
         headers = json.loads(text)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         raise InvalidSettingError(
             f"--extra-headers is not valid JSON ({error.msg} at position {error.pos}). "
-            "Pass an object such as '{\"Cookie\": \"a=b\"}'."
+            'Pass an object such as \'{"Cookie": "a=b"}\'.'
         ) from error
     if not isinstance(headers, dict) or not all(
         isinstance(key, str) and isinstance(item, str) for key, item in headers.items()
@@ -167,16 +174,57 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
 
 @main.command(epilog=EXIT_HELP)
 @click.argument("urls", nargs=-1)
-@click.option("-i", "--input", "input_file", help="Read URLs from a file, one per line ('-' for stdin).")
+@click.option(
+    "-i",
+    "--input",
+    "input_file",
+    help="Read URLs from a file, one per line ('-' for stdin).",
+)
 @click.option("--runs", default=3, show_default=True, help="Runs per URL.")
-@click.option("--concurrency", default="auto", show_default=True, help="Audits at once: a number or auto (one per two cores).")
-@click.option("--preset", type=click.Choice(PRESETS), default="mobile", show_default=True, help="Lighthouse's emulation preset.")
-@click.option("--categories", default=",".join(CATEGORIES), show_default=True, help="Comma-separated Lighthouse categories.")
-@click.option("--timeout", default=120.0, show_default=True, help="Seconds one run may take before it is stopped.")
-@click.option("--retries", default=2, show_default=True, help="Extra attempts for a run that fails for a transient reason.")
+@click.option(
+    "--concurrency",
+    default="auto",
+    show_default=True,
+    help="Audits at once: a number or auto (one per two cores).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    default="mobile",
+    show_default=True,
+    help="Lighthouse's emulation preset.",
+)
+@click.option(
+    "--categories",
+    default=",".join(CATEGORIES),
+    show_default=True,
+    help="Comma-separated Lighthouse categories.",
+)
+@click.option(
+    "--timeout",
+    default=120.0,
+    show_default=True,
+    help="Seconds one run may take before it is stopped.",
+)
+@click.option(
+    "--retries",
+    default=2,
+    show_default=True,
+    help="Extra attempts for a run that fails for a transient reason.",
+)
 @click.option("--chrome-flags", default="", help="Extra Chrome flags, space-separated.")
-@click.option("--extra-headers", default=None, help="HTTP headers for every request: a JSON object or a file. Never stored in results.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON on stdout at the end.")
+@click.option(
+    "--extra-headers",
+    default=None,
+    help="HTTP headers for every request: a JSON object or a file. "
+    "Never stored in results.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the results document as JSON on stdout at the end.",
+)
 @data_dir_option
 @handle_errors
 def run(
@@ -197,7 +245,9 @@ def run(
     settings = JobSettings(
         runs=runs,
         preset=preset,
-        categories=tuple(part.strip() for part in categories.split(",") if part.strip()),
+        categories=tuple(
+            part.strip() for part in categories.split(",") if part.strip()
+        ),
         timeout=timeout,
         chrome_flags=tuple(chrome_flags.split()),
         retries=retries,
@@ -208,14 +258,27 @@ def run(
     url_list = gather_urls(urls, input_file)
     workspace = open_workspace(data_dir)
     job = service.submit(workspace, url_list, settings, secrets)
-    stderr.print(f"Job [bold]{job.id}[/bold]: {len(url_list)} URLs × {runs} runs = {job.total} runs, {slots} at a time")
+    stderr.print(
+        f"Job [bold]{job.id}[/bold]: {len(url_list)} URLs × {runs} runs = "
+        f"{job.total} runs, {slots} at a time"
+    )
     _drive_and_report(workspace, job.id, slots, as_json)
 
 
 @main.command(epilog=EXIT_HELP)
 @click.argument("job_id")
-@click.option("--concurrency", default="auto", show_default=True, help="Audits at once: a number or auto.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON at the end.")
+@click.option(
+    "--concurrency",
+    default="auto",
+    show_default=True,
+    help="Audits at once: a number or auto.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the results document as JSON at the end.",
+)
 @data_dir_option
 @handle_errors
 def resume(job_id: str, concurrency: str, as_json: bool, data_dir: Path | None) -> None:
@@ -227,8 +290,18 @@ def resume(job_id: str, concurrency: str, as_json: bool, data_dir: Path | None) 
 
 @main.command(epilog=EXIT_HELP)
 @click.argument("job_id")
-@click.option("--concurrency", default="auto", show_default=True, help="Audits at once: a number or auto.")
-@click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON at the end.")
+@click.option(
+    "--concurrency",
+    default="auto",
+    show_default=True,
+    help="Audits at once: a number or auto.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the results document as JSON at the end.",
+)
 @data_dir_option
 @handle_errors
 def retry(job_id: str, concurrency: str, as_json: bool, data_dir: Path | None) -> None:
@@ -269,12 +342,22 @@ def _drive_and_report(
 
 @main.command()
 @click.argument("job_id")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
-@click.option("--failed", is_flag=True, help="List only the failed runs (the dead letters).")
+@click.option(
+    "--failed", is_flag=True, help="List only the failed runs (the dead letters)."
+)
 @data_dir_option
 @handle_errors
-def results(job_id: str, output_format: str, as_json: bool, failed: bool, data_dir: Path | None) -> None:
+def results(
+    job_id: str, output_format: str, as_json: bool, failed: bool, data_dir: Path | None
+) -> None:
     """Print a job's results: per URL, its runs, representative run and medians."""
     workspace = open_workspace(data_dir)
     if as_json:
@@ -285,7 +368,10 @@ def results(job_id: str, output_format: str, as_json: bool, failed: bool, data_d
     document = service.results(workspace, job_id)
     if failed:
         document["urls"] = [
-            {**entry, "runs": [run for run in entry["runs"] if run["state"] == "failed"]}
+            {
+                **entry,
+                "runs": [run for run in entry["runs"] if run["state"] == "failed"],
+            }
             for entry in document["urls"]
         ]
         document["urls"] = [entry for entry in document["urls"] if entry["runs"]]
@@ -314,7 +400,8 @@ def status(job_id: str, as_json: bool, data_dir: Path | None) -> None:
     counts = document["counts"]
     stdout.print(
         f"{document['id']}: {document['state']}, {counts['succeeded']} succeeded, "
-        f"{counts['failed']} failed, {counts['pending']} pending of {counts['total']} runs"
+        f"{counts['failed']} failed, {counts['pending']} pending "
+        f"of {counts['total']} runs"
     )
 
 
@@ -330,7 +417,9 @@ def jobs(limit: int, as_json: bool, data_dir: Path | None) -> None:
     workspace = open_workspace(data_dir)
     listed = workspace.store.list_jobs(limit=limit)
     if as_json:
-        sys.stdout.write(json.dumps([job_document(job) for job in listed], indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps([job_document(job) for job in listed], indent=2) + "\n"
+        )
     else:
         stdout.print(views.jobs_table(listed))
 
@@ -339,10 +428,12 @@ def jobs(limit: int, as_json: bool, data_dir: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @handle_errors
 def doctor(as_json: bool) -> None:
-    """Check Python, Node, Lighthouse and Chromium, and say how to fix what is missing."""
+    """Check Python, Node, Lighthouse and Chromium; say how to fix what is missing."""
     checks = doctor_checks()
     if as_json:
-        sys.stdout.write(json.dumps([check.__dict__ for check in checks], indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps([check.__dict__ for check in checks], indent=2) + "\n"
+        )
     else:
         for check in checks:
             mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
@@ -359,10 +450,15 @@ def _print_results(workspace: service.Workspace, job_id: str, as_json: bool) -> 
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         stdout.print(views.results_table(document))
-        stdout.print(f"Reports and results.json: {workspace.data_dir / 'reports' / job_id}")
+        stdout.print(
+            f"Reports and results.json: {workspace.data_dir / 'reports' / job_id}"
+        )
     missing = urls_without_valid_run(document)
     if missing:
-        stderr.print(f"[red]{len(missing)} URLs have no valid run[/red]; see `lhfleet results {job_id} --failed`.")
+        stderr.print(
+            f"[red]{len(missing)} URLs have no valid run[/red]; "
+            f"see `lhfleet results {job_id} --failed`."
+        )
         sys.exit(1)
 
 
@@ -383,7 +479,10 @@ class _stop_on_signals:  # noqa: N801 - used as a context manager, reads like on
 
     def _handle(self, number: int, _frame: FrameType | None) -> None:
         if not self.stop.is_set():
-            stderr.print(f"Stopping on {signal.Signals(number).name}: interrupting runs in flight…")
+            stderr.print(
+                f"Stopping on {signal.Signals(number).name}: "
+                "interrupting the runs in flight"
+            )
         self.stop.set()
 
 

@@ -45,7 +45,10 @@ def watch(
         transient=False,
     ) as progress:
         task = progress.add_task(
-            "job", total=job.total, job_id=job.id, failed=job.failed,
+            "job",
+            total=job.total,
+            job_id=job.id,
+            failed=job.failed,
             completed=job.succeeded + job.failed,
         )
         while worker.is_alive():
@@ -97,8 +100,11 @@ def failures_table(document: dict[str, Any]) -> Table:
         for run in entry["runs"]:
             if run["state"] == "failed":
                 table.add_row(
-                    run["id"], entry["url"], str(run["attempts"]),
-                    run["error_code"] or "", (run["error_message"] or "")[:300],
+                    run["id"],
+                    entry["url"],
+                    str(run["attempts"]),
+                    run["error_code"] or "",
+                    (run["error_message"] or "")[:300],
                 )
     return table
 

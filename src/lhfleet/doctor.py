@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from dataclasses import dataclass
 
 from lhfleet import runtime
@@ -23,8 +24,17 @@ def doctor_checks() -> list[Check]:
     try:
         cli = runtime.find_lighthouse()
     except EnvironmentProblem as error:
-        checks.append(Check("lighthouse", False, str(error), runtime.INSTALL_NODE_MODULES))
-        checks.append(Check("node", False, "not checked: Lighthouse is missing", runtime.INSTALL_NODE_MODULES))
+        checks.append(
+            Check("lighthouse", False, str(error), runtime.INSTALL_NODE_MODULES)
+        )
+        checks.append(
+            Check(
+                "node",
+                False,
+                "not checked: Lighthouse is missing",
+                runtime.INSTALL_NODE_MODULES,
+            )
+        )
     else:
         checks.append(_lighthouse(cli))
         checks.append(_node(cli))
@@ -35,10 +45,15 @@ def doctor_checks() -> list[Check]:
 def _python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     ok = sys.version_info >= (3, 11)
-    return Check("python", ok, f"{version} at {sys.executable}", "" if ok else "Install Python 3.11 or newer.")
+    return Check(
+        "python",
+        ok,
+        f"{version} at {sys.executable}",
+        "" if ok else "Install Python 3.11 or newer.",
+    )
 
 
-def _lighthouse(cli: runtime.Path) -> Check:
+def _lighthouse(cli: Path) -> Check:
     version = runtime.lighthouse_version(cli)
     ok = version == runtime.LIGHTHOUSE_VERSION
     detail = f"{version} at {cli}"
@@ -47,7 +62,7 @@ def _lighthouse(cli: runtime.Path) -> Check:
     return Check("lighthouse", ok, detail, "" if ok else runtime.INSTALL_NODE_MODULES)
 
 
-def _node(cli: runtime.Path) -> Check:
+def _node(cli: Path) -> Check:
     try:
         node = runtime.find_node(cli)
     except EnvironmentProblem as error:

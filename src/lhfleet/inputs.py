@@ -47,7 +47,7 @@ def check_url(text: str) -> str | None:
     if not parts.scheme:
         return "has no scheme; write it as http://… or https://…"
     if parts.scheme.lower() not in SCHEMES:
-        return f"has the scheme {parts.scheme}:, and only http and https pages can be audited"
+        return f"has the scheme {parts.scheme}:; only http and https can be audited"
     if not parts.hostname:
         return "has no host name"
     if parts.username is not None or parts.password is not None:

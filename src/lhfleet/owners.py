@@ -20,7 +20,12 @@ def current_owner(slot: int | str = 0) -> str:
     pid = os.getpid()
     started = int(psutil.Process(pid).create_time())
     return _SEPARATOR.join(
-        [socket.gethostname(), str(pid), str(started), f"{slot}.{threading.get_native_id()}"]
+        [
+            socket.gethostname(),
+            str(pid),
+            str(started),
+            f"{slot}.{threading.get_native_id()}",
+        ]
     )
 
 

@@ -17,7 +17,9 @@ from lhfleet.ports import JobStore, ReportStore
 SCHEMA_VERSION = 1
 
 
-def results_document(store: JobStore, reports: ReportStore, job_id: str) -> dict[str, Any]:
+def results_document(
+    store: JobStore, reports: ReportStore, job_id: str
+) -> dict[str, Any]:
     """Return the job, and per URL its runs, representative run and medians."""
     job = store.get_job(job_id)
     return {

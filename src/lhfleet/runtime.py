@@ -127,7 +127,9 @@ def find_runtime() -> Runtime:
     chrome = find_chrome()
     chrome_version(chrome)
     logger.debug("runtime: node %s, lighthouse %s, chrome %s", node, cli, chrome)
-    return Runtime(node=node, lighthouse_cli=cli, report_generator=generator, chrome=chrome)
+    return Runtime(
+        node=node, lighthouse_cli=cli, report_generator=generator, chrome=chrome
+    )
 
 
 def lighthouse_version(cli: Path) -> str | None:
@@ -153,6 +155,8 @@ def _version_output(command: list[str]) -> str | None:
         logger.debug("%s failed: %s", command[0], error)
         return None
     if completed.returncode != 0:
-        logger.debug("%s exited %d: %s", command[0], completed.returncode, completed.stderr)
+        logger.debug(
+            "%s exited %d: %s", command[0], completed.returncode, completed.stderr
+        )
         return None
     return completed.stdout.strip()

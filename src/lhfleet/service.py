@@ -15,7 +15,15 @@ from typing import Any
 from lhfleet.auditor import Auditor, sweep_scratch
 from lhfleet.dispatch.local import LocalDispatcher
 from lhfleet.errors import InvalidSettingError
-from lhfleet.models import CATEGORIES, EXTRA_CATEGORIES, PRESETS, Job, JobSecrets, JobSettings, JobState
+from lhfleet.models import (
+    CATEGORIES,
+    EXTRA_CATEGORIES,
+    PRESETS,
+    Job,
+    JobSecrets,
+    JobSettings,
+    JobState,
+)
 from lhfleet.owners import is_gone
 from lhfleet.ports import JobStore, ReportStore
 from lhfleet.reports.local import LocalReportStore
@@ -94,7 +102,10 @@ def validate_settings(settings: JobSettings) -> None:
 
 
 def submit(
-    workspace: Workspace, urls: Iterable[str], settings: JobSettings, secrets: JobSecrets
+    workspace: Workspace,
+    urls: Iterable[str],
+    settings: JobSettings,
+    secrets: JobSecrets,
 ) -> Job:
     """Validate the settings and store the job with its queued runs."""
     validate_settings(settings)
@@ -127,7 +138,10 @@ def drive(
         logger.info("job %s: started (%d runs pending)", job_id, job.pending)
         dispatcher.dispatch(job, stop)
     job = workspace.store.get_job(job_id)
-    if job.state is JobState.COMPLETED and not _summary_path(workspace, job_id).exists():
+    if (
+        job.state is JobState.COMPLETED
+        and not _summary_path(workspace, job_id).exists()
+    ):
         complete(workspace, job_id)
     return job
 
@@ -150,7 +164,9 @@ def complete(workspace: Workspace, job_id: str) -> None:
     document = results_document(workspace.store, workspace.reports, job_id)
     body = json.dumps(document, indent=2).encode("utf-8")
     ref = workspace.reports.put_summary(job_id, body)
-    logger.info("job %s: completed; results in %s", job_id, workspace.reports.locate(ref))
+    logger.info(
+        "job %s: completed; results in %s", job_id, workspace.reports.locate(ref)
+    )
 
 
 def retry_failed(workspace: Workspace, job_id: str) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lhfleet import codes
-from lhfleet.auditor import AuditRequest, AuditResult, Auditor
+from lhfleet.auditor import Auditor, AuditRequest, AuditResult
 from lhfleet.errors import ChromeLaunchError
 from lhfleet.lhr import read_facts, redact
 from lhfleet.models import JobSecrets, JobSettings, Run
@@ -75,7 +75,9 @@ class RunExecutor:
             self.on_complete(run.job_id)
         return settlement
 
-    def _record(self, run: Run, settings: JobSettings, result: AuditResult) -> Settlement:
+    def _record(
+        self, run: Run, settings: JobSettings, result: AuditResult
+    ) -> Settlement:
         refs: tuple[str | None, str | None] = (None, None)
         facts = None
         if result.lhr is not None:
@@ -90,7 +92,9 @@ class RunExecutor:
             return settlement
         code = result.error_code or codes.NO_RESULT
         message = result.error_message or "Lighthouse gave no result."
-        retry = run.attempts < settings.max_attempts and codes.is_transient(code, message)
+        retry = run.attempts < settings.max_attempts and codes.is_transient(
+            code, message
+        )
         failure = Failure(
             code=code,
             message=message,
@@ -104,7 +108,9 @@ class RunExecutor:
         self._log(run, settlement, f"failed with {code}", result)
         return settlement
 
-    def _store_reports(self, run: Run, result: AuditResult) -> tuple[str | None, str | None]:
+    def _store_reports(
+        self, run: Run, result: AuditResult
+    ) -> tuple[str | None, str | None]:
         assert result.lhr is not None
         body = json.dumps(redact(result.lhr), separators=(",", ":")).encode("utf-8")
         try:
@@ -116,7 +122,9 @@ class RunExecutor:
             return (None, None)
         return self.reports.put_report(run.job_id, run.id, run.attempts, body, html)
 
-    def _log(self, run: Run, settlement: Settlement, what: str, result: AuditResult) -> None:
+    def _log(
+        self, run: Run, settlement: Settlement, what: str, result: AuditResult
+    ) -> None:
         if not settlement.recorded:
             logger.warning(
                 "run %s %s, but its lease had passed to another worker; "

@@ -67,7 +67,9 @@ class LocalDispatcher(Dispatcher):
             error = self.errors[0]
             raise error
 
-    def _slot(self, number: int, job: Job, secrets: JobSecrets, stop: threading.Event) -> None:
+    def _slot(
+        self, number: int, job: Job, secrets: JobSecrets, stop: threading.Event
+    ) -> None:
         owner = current_owner(number)
         executor = RunExecutor(
             self.store, self.reports, self.auditor, owner, self.on_complete
@@ -87,11 +89,15 @@ class LocalDispatcher(Dispatcher):
                 self._fail(error, run.id, owner, stop)
                 return
             except Exception as error:
-                logger.exception("job %s: slot %d crashed on run %s", job.id, number, run.id)
+                logger.exception(
+                    "job %s: slot %d crashed on run %s", job.id, number, run.id
+                )
                 self._fail(error, run.id, owner, stop)
                 return
 
-    def _fail(self, error: BaseException, run_id: str, owner: str, stop: threading.Event) -> None:
+    def _fail(
+        self, error: BaseException, run_id: str, owner: str, stop: threading.Event
+    ) -> None:
         self.store.release(run_id, owner)
         self.errors.append(error)
         stop.set()

@@ -25,7 +25,9 @@ runs = sa.Table(
     metadata,
     sa.Column("id", sa.String(80), primary_key=True),
     sa.Column(
-        "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+        "job_id",
+        sa.String(40),
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"),
         nullable=False,
     ),
     sa.Column("url_index", sa.Integer, nullable=False),

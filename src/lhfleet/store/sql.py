@@ -340,7 +340,7 @@ class SqlJobStore(JobStore):
         except sa.exc.SQLAlchemyError as error:
             raise StoreError(
                 f"Could not open or upgrade the job store at {self._where()}: "
-                f"{error.__class__.__name__}: {error.orig or error}. Check that the "
+                f"{error.__class__.__name__}: {error}. Check that the "
                 "database is reachable and writable."
             ) from error
 
@@ -379,12 +379,8 @@ def _make_engine(url: str) -> Engine:
 
 
 def _due(now: float) -> sa.ColumnElement[bool]:
-    queued = sa.and_(
-        runs.c.state == RunState.QUEUED.value, runs.c.not_before <= now
-    )
-    lapsed = sa.and_(
-        runs.c.state == RunState.RUNNING.value, runs.c.lease_expires < now
-    )
+    queued = sa.and_(runs.c.state == RunState.QUEUED.value, runs.c.not_before <= now)
+    lapsed = sa.and_(runs.c.state == RunState.RUNNING.value, runs.c.lease_expires < now)
     return sa.or_(queued, lapsed)
 
 
