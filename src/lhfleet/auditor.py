@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -82,6 +83,8 @@ class AuditResult:
     stderr_tail: str = ""
     duration: float = 0.0
     exit_code: int | None = None
+    log_warnings: list[dict[str, str]] = field(default_factory=list)
+    """Warnings that Lighthouse only logs, such as the dialogs it dismissed."""
 
 
 class Auditor:
@@ -155,6 +158,7 @@ class Auditor:
             )
             stopped = _wait(process, request.settings.timeout, cancel)
         tail = _tail(stderr_path)
+        log_warnings = dialog_warnings(stderr_path)
         if stopped == "cancelled":
             return AuditResult(
                 None, codes.RUNNER_INTERRUPTED, "The run was interrupted.", tail
@@ -165,13 +169,17 @@ class Auditor:
                 "and was stopped. Raise --timeout for slow pages."
             )
             return AuditResult(None, codes.RUN_TIMEOUT, message, tail)
-        return _read_result(output, process.returncode, tail)
+        result = _read_result(output, process.returncode, tail)
+        result.log_warnings = log_warnings
+        return result
 
     def _command(self, request: AuditRequest, workdir: Path, output: Path) -> list[str]:
         settings = request.settings
         flags = list(REQUIRED_CHROME_FLAGS)
         if os.geteuid() == 0:
             flags.append("--no-sandbox")
+        if settings.ignore_certificate_errors:
+            flags.append("--ignore-certificate-errors")
         flags += settings.chrome_flags
         command = [
             str(self.runtime.node),
@@ -272,6 +280,27 @@ def kill_processes_using(marker: str) -> int:
     return len(victims)
 
 
+_DIALOG = re.compile(r"(\w+) dialog opened by the page automatically suppressed")
+MAX_LOG_SCAN = 4 * 1024 * 1024
+
+
+def dialog_warnings(stderr_path: Path) -> list[dict[str, str]]:
+    """Return a warning per JavaScript dialog Lighthouse dismissed, from its log."""
+    try:
+        with stderr_path.open("rb") as handle:
+            text = handle.read(MAX_LOG_SCAN).decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [
+        {
+            "code": "JAVASCRIPT_DIALOG",
+            "message": f"The page opened a JavaScript {kind} dialog, "
+            "which Lighthouse dismissed.",
+        }
+        for kind in _DIALOG.findall(text)
+    ]
+
+
 def _tail(path: Path) -> str:
     try:
         data = path.read_bytes()
@@ -297,7 +326,7 @@ def _read_result(output: Path, exit_code: int | None, tail: str) -> AuditResult:
 def classify_stderr(tail: str, exit_code: int | None) -> tuple[str, str]:
     """Return a code and message for a Lighthouse process that left no result."""
     lowered = tail.lower()
-    last_line = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+    last_line = _error_line(tail)
     if any(marker in lowered for marker in _CHROME_LAUNCH_MARKERS):
         return codes.CHROME_LAUNCH_FAILED, f"Chrome failed to launch: {last_line}"
     if any(marker in lowered for marker in _CHROME_CRASH_MARKERS):
@@ -306,3 +335,12 @@ def classify_stderr(tail: str, exit_code: int | None) -> tuple[str, str]:
         codes.NO_RESULT,
         f"Lighthouse exited with status {exit_code} and no result: {last_line}",
     )
+
+
+def _error_line(tail: str) -> str:
+    """Return the last line of a log that reads as an error, not a stack frame."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    messages = [line for line in lines if not line.startswith("at ")]
+    errors = [line for line in messages if "error" in line.lower()]
+    chosen = errors or messages or [""]
+    return chosen[-1][:500]

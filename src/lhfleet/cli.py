@@ -3,7 +3,8 @@
 Exit status: 0 when every URL has at least one valid run, 1 when some URL
 has none, 2 for usage errors (bad options, invalid URLs, unknown job), 3
 when Node, Lighthouse or Chromium is missing or broken, 4 when the job
-store fails, 130 when interrupted (``lhfleet resume JOB`` goes on).
+store fails, 5 when the job reached --max-duration, 130 when interrupted
+(``lhfleet resume JOB`` goes on).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -22,13 +24,19 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from lhfleet import codes, service
 from lhfleet import console as views
-from lhfleet import service
 from lhfleet.doctor import doctor_checks
-from lhfleet.errors import InvalidSettingError, JobInterrupted, LhfleetError
+from lhfleet.errors import (
+    InvalidSettingError,
+    JobDeadlineError,
+    JobInterrupted,
+    LhfleetError,
+)
 from lhfleet.inputs import SourceLine, read_lines, validated
 from lhfleet.models import CATEGORIES, PRESETS, JobSecrets, JobSettings, JobState
 from lhfleet.results import results_csv, urls_without_valid_run
+from lhfleet.runtime import Runtime, find_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,7 @@ Exit status:
   2    usage error: a bad option, an invalid URL, an unknown job
   3    Node, Lighthouse or Chromium is missing or does not start
   4    the job store or report folder failed (for example, a full disk)
+  5    the job reached --max-duration; its unfinished runs failed
   130  interrupted; `lhfleet resume JOB` finishes the job
 """
 
@@ -172,6 +181,80 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     return validated(lines)
 
 
+@dataclass(frozen=True)
+class DriveOptions:
+    """Options of every command that runs a job's runs here."""
+
+    slots: int
+    max_duration: float | None
+    as_json: bool
+    data_dir: Path | None
+
+
+def drive_options(command: F) -> F:
+    """Add --concurrency, --max-duration, --json and --data-dir as one DriveOptions."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        concurrency: str,
+        max_duration: float | None,
+        as_json: bool,
+        data_dir: Path | None,
+        **kwargs: Any,
+    ) -> Any:
+        if max_duration is not None and max_duration <= 0:
+            raise click.BadParameter(
+                "use a number of seconds above 0", param_hint="--max-duration"
+            )
+        drive = DriveOptions(
+            parse_concurrency(concurrency), max_duration, as_json, data_dir
+        )
+        return command(*args, drive=drive, **kwargs)
+
+    options = [
+        click.option(
+            "--concurrency",
+            default="auto",
+            show_default=True,
+            help="Audits at once: a number, or auto (one per two cores).",
+        ),
+        click.option(
+            "--max-duration",
+            type=float,
+            default=None,
+            help="Seconds the whole job may take; then its unfinished runs fail "
+            "and lhfleet exits with 5.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print the results document as JSON on stdout at the end.",
+        ),
+        data_dir_option,
+    ]
+    decorated: Any = wrapper
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> float:
+    """Return the seconds in an age such as 30d, 12h, 90m or 45s."""
+    unit = AGE_UNITS.get(text[-1:].lower())
+    number = text[:-1]
+    if unit is None or not number.replace(".", "", 1).isdigit():
+        raise InvalidSettingError(
+            f"--older-than is {text!r}; write a number and a unit (s, m, h, d, w), "
+            "such as 30d."
+        )
+    return float(number) * unit
+
+
 @main.command(epilog=EXIT_HELP)
 @click.argument("urls", nargs=-1)
 @click.option(
@@ -181,12 +264,6 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     help="Read URLs from a file, one per line ('-' for stdin).",
 )
 @click.option("--runs", default=3, show_default=True, help="Runs per URL.")
-@click.option(
-    "--concurrency",
-    default="auto",
-    show_default=True,
-    help="Audits at once: a number or auto (one per two cores).",
-)
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
@@ -220,26 +297,31 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     "Never stored in results.",
 )
 @click.option(
-    "--json",
-    "as_json",
+    "--ignore-certificate-errors",
     is_flag=True,
-    help="Print the results document as JSON on stdout at the end.",
+    help="Accept invalid HTTPS certificates (self-signed test servers); "
+    "recorded in the job's settings.",
 )
-@data_dir_option
+@click.option(
+    "--strip-screenshots",
+    is_flag=True,
+    help="Leave the embedded screenshots out of the stored JSON reports.",
+)
+@drive_options
 @handle_errors
 def run(
     urls: tuple[str, ...],
     input_file: str | None,
     runs: int,
-    concurrency: str,
     preset: str,
     categories: str,
     timeout: float,
     retries: int,
     chrome_flags: str,
     extra_headers: str | None,
-    as_json: bool,
-    data_dir: Path | None,
+    ignore_certificate_errors: bool,
+    strip_screenshots: bool,
+    drive: DriveOptions,
 ) -> None:
     """Audit URLS (and those in --input), RUNS times each, and keep every report."""
     settings = JobSettings(
@@ -251,93 +333,105 @@ def run(
         timeout=timeout,
         chrome_flags=tuple(chrome_flags.split()),
         retries=retries,
+        ignore_certificate_errors=ignore_certificate_errors,
+        strip_screenshots=strip_screenshots,
     )
     service.validate_settings(settings)
-    slots = parse_concurrency(concurrency)
     secrets = JobSecrets(extra_headers=parse_extra_headers(extra_headers))
     url_list = gather_urls(urls, input_file)
-    workspace = open_workspace(data_dir)
+    runtime = find_runtime()
+    workspace = open_workspace(drive.data_dir)
     job = service.submit(workspace, url_list, settings, secrets)
     stderr.print(
         f"Job [bold]{job.id}[/bold]: {len(url_list)} URLs × {runs} runs = "
-        f"{job.total} runs, {slots} at a time"
+        f"{job.total} runs, {drive.slots} at a time"
     )
-    _drive_and_report(workspace, job.id, slots, as_json)
+    _drive_and_report(workspace, job.id, drive, runtime)
 
 
 @main.command(epilog=EXIT_HELP)
 @click.argument("job_id")
-@click.option(
-    "--concurrency",
-    default="auto",
-    show_default=True,
-    help="Audits at once: a number or auto.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the results document as JSON at the end.",
-)
-@data_dir_option
+@drive_options
 @handle_errors
-def resume(job_id: str, concurrency: str, as_json: bool, data_dir: Path | None) -> None:
+def resume(job_id: str, drive: DriveOptions) -> None:
     """Finish a job that was interrupted, without redoing settled runs."""
-    workspace = open_workspace(data_dir)
+    workspace = open_workspace(drive.data_dir)
     workspace.store.get_job(job_id)
-    _drive_and_report(workspace, job_id, parse_concurrency(concurrency), as_json)
+    _drive_and_report(workspace, job_id, drive, find_runtime())
 
 
 @main.command(epilog=EXIT_HELP)
 @click.argument("job_id")
-@click.option(
-    "--concurrency",
-    default="auto",
-    show_default=True,
-    help="Audits at once: a number or auto.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the results document as JSON at the end.",
-)
-@data_dir_option
+@drive_options
 @handle_errors
-def retry(job_id: str, concurrency: str, as_json: bool, data_dir: Path | None) -> None:
+def retry(job_id: str, drive: DriveOptions) -> None:
     """Run a job's failed runs (its dead letters) again, with fresh attempts."""
-    workspace = open_workspace(data_dir)
+    workspace = open_workspace(drive.data_dir)
     workspace.store.get_job(job_id)
+    runtime = find_runtime()
     count = service.retry_failed(workspace, job_id)
     stderr.print(f"Queued {count} failed runs of job {job_id} again.")
-    _drive_and_report(workspace, job_id, parse_concurrency(concurrency), as_json)
+    _drive_and_report(workspace, job_id, drive, runtime)
 
 
 def _drive_and_report(
-    workspace: service.Workspace, job_id: str, slots: int, as_json: bool
+    workspace: service.Workspace, job_id: str, drive: DriveOptions, runtime: Runtime
 ) -> None:
     stop = threading.Event()
+    deadline = threading.Event()
     outcome: dict[str, BaseException] = {}
 
     def target() -> None:
         try:
-            service.drive(workspace, job_id, slots, stop)
+            service.drive(workspace, job_id, drive.slots, stop, runtime)
         except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
             outcome["error"] = error
 
+    def out_of_time() -> None:
+        deadline.set()
+        stop.set()
+
+    timer = threading.Timer(drive.max_duration or 0, out_of_time)
     worker = threading.Thread(target=target, name="lhfleet-driver", daemon=True)
     with _stop_on_signals(stop):
         worker.start()
+        if drive.max_duration:
+            timer.start()
         views.watch(stderr, lambda: workspace.store.get_job(job_id), worker)
+    timer.cancel()
     if "error" in outcome:
         raise outcome["error"]
+    if deadline.is_set() and drive.max_duration:
+        failed = service.end_for_deadline(workspace, job_id, drive.max_duration)
+        _print_results(workspace, job_id, drive.as_json, exit_on_missing=False)
+        raise JobDeadlineError(
+            f"Job {job_id} reached its --max-duration of {drive.max_duration:g} s; "
+            f"{failed} unfinished runs were marked {codes.JOB_DEADLINE} and every "
+            f"finished result is saved. Run them with `lhfleet retry {job_id}`."
+        )
     job = workspace.store.get_job(job_id)
     if job.state is not JobState.COMPLETED:
         raise JobInterrupted(
             f"Job {job_id} stopped with {job.pending} of {job.total} runs unsettled; "
             f"every settled run is saved. Finish it with `lhfleet resume {job_id}`."
         )
-    _print_results(workspace, job_id, as_json)
+    _print_results(workspace, job_id, drive.as_json)
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    required=True,
+    help="Age of the jobs to delete, such as 30d, 12h or 90m.",
+)
+@data_dir_option
+@handle_errors
+def prune(older_than: str, data_dir: Path | None) -> None:
+    """Delete jobs older than an age, with their reports."""
+    seconds = parse_age(older_than)
+    workspace = open_workspace(data_dir)
+    removed = service.prune(workspace, seconds)
+    stdout.print(f"Deleted {len(removed)} jobs created more than {older_than} ago.")
 
 
 @main.command()
@@ -444,7 +538,12 @@ def doctor(as_json: bool) -> None:
         sys.exit(3)
 
 
-def _print_results(workspace: service.Workspace, job_id: str, as_json: bool) -> None:
+def _print_results(
+    workspace: service.Workspace,
+    job_id: str,
+    as_json: bool,
+    exit_on_missing: bool = True,
+) -> None:
     document = service.results(workspace, job_id)
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -454,7 +553,7 @@ def _print_results(workspace: service.Workspace, job_id: str, as_json: bool) -> 
             f"Reports and results.json: {workspace.data_dir / 'reports' / job_id}"
         )
     missing = urls_without_valid_run(document)
-    if missing:
+    if missing and exit_on_missing:
         stderr.print(
             f"[red]{len(missing)} URLs have no valid run[/red]; "
             f"see `lhfleet results {job_id} --failed`."

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from lhfleet import runtime
 from lhfleet.errors import EnvironmentProblem

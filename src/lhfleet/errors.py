@@ -8,7 +8,8 @@
     ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
     │   └── ChromeLaunchError    Chromium would not start, so the job stopped
     ├── StoreError               the job store failed or has a newer schema
-    └── JobInterrupted           the job was stopped before every run settled
+    ├── JobInterrupted           the job was stopped before every run settled
+    └── JobDeadlineError         --max-duration passed; unfinished runs failed
 
 Each message says what failed, on which value, and what to do next.
 """
@@ -62,3 +63,9 @@ class JobInterrupted(LhfleetError):
     """The job stopped before every run settled; ``lhfleet resume`` goes on."""
 
     exit_code = 130
+
+
+class JobDeadlineError(LhfleetError):
+    """The job's time limit passed; its unfinished runs were settled as failed."""
+
+    exit_code = 5

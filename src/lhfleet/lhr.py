@@ -106,8 +106,6 @@ _WARNING_MARKERS = (
     ("loaded too slowly", "PAGE_LOADED_TOO_SLOWLY"),
     ("did not fully load", "PAGE_LOADED_TOO_SLOWLY"),
     ("was redirected", "REDIRECTED"),
-    ("javascript dialog", "JAVASCRIPT_DIALOG"),
-    ("dialog", "JAVASCRIPT_DIALOG"),
     ("stored data", "STORED_DATA_AFFECTS_LOADING"),
     ("cpu", "HOST_CPU_SLOW"),
     ("chrome extensions", "CHROME_EXTENSIONS"),
@@ -121,3 +119,17 @@ def warning_code(text: str) -> str:
         if marker in lowered:
             return code
     return "LIGHTHOUSE_WARNING"
+
+
+SCREENSHOT_AUDITS = ("screenshot-thumbnails", "final-screenshot")
+
+
+def strip_screenshots(lhr: dict[str, Any]) -> dict[str, Any]:
+    """Remove the embedded screenshots from a result, in place, and return it."""
+    lhr.pop("fullPageScreenshot", None)
+    audits = lhr.get("audits") or {}
+    for audit_id in SCREENSHOT_AUDITS:
+        audit = audits.get(audit_id)
+        if isinstance(audit, dict):
+            audit.pop("details", None)
+    return lhr

@@ -47,6 +47,11 @@ class JobSettings:
     timeout: float = 120.0
     chrome_flags: tuple[str, ...] = ()
     retries: int = 2
+    ignore_certificate_errors: bool = False
+    """Accept invalid HTTPS certificates (self-signed test servers)."""
+
+    strip_screenshots: bool = False
+    """Leave the embedded screenshots out of the stored JSON reports."""
 
     @property
     def max_attempts(self) -> int:
@@ -60,6 +65,8 @@ class JobSettings:
             "timeout": self.timeout,
             "chrome_flags": list(self.chrome_flags),
             "retries": self.retries,
+            "ignore_certificate_errors": self.ignore_certificate_errors,
+            "strip_screenshots": self.strip_screenshots,
         }
 
     @classmethod
@@ -71,6 +78,8 @@ class JobSettings:
             timeout=float(data["timeout"]),
             chrome_flags=tuple(data["chrome_flags"]),
             retries=int(data["retries"]),
+            ignore_certificate_errors=bool(data.get("ignore_certificate_errors")),
+            strip_screenshots=bool(data.get("strip_screenshots")),
         )
 
 

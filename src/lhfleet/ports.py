@@ -114,6 +114,17 @@ class JobStore(abc.ABC):
         """Release the leases of owners that ``is_gone`` says are dead."""
 
     @abc.abstractmethod
+    def abandon(self, job_id: str, failure: Failure, now: float) -> Settlement:
+        """Settle every queued run of a job as failed, for a job out of time.
+
+        Runs still leased are left to their workers.
+        """
+
+    @abc.abstractmethod
+    def delete_jobs(self, created_before: float) -> list[str]:
+        """Delete jobs created before a time, with their runs; return their ids."""
+
+    @abc.abstractmethod
     def requeue_failed(self, job_id: str, now: float) -> int:
         """Queue a job's failed runs again with fresh attempts; return how many."""
 
@@ -143,6 +154,10 @@ class ReportStore(abc.ABC):
     @abc.abstractmethod
     def put_summary(self, job_id: str, body: bytes) -> str:
         """Store a job's results document (JSON); return its reference."""
+
+    @abc.abstractmethod
+    def delete_job(self, job_id: str) -> None:
+        """Delete every report and the results document of a job."""
 
     @abc.abstractmethod
     def read_json(self, ref: str) -> bytes:

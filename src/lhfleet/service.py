@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lhfleet import codes
 from lhfleet.auditor import Auditor, sweep_scratch
 from lhfleet.dispatch.local import LocalDispatcher
 from lhfleet.errors import InvalidSettingError
@@ -25,7 +26,7 @@ from lhfleet.models import (
     JobState,
 )
 from lhfleet.owners import is_gone
-from lhfleet.ports import JobStore, ReportStore
+from lhfleet.ports import Failure, JobStore, ReportStore
 from lhfleet.reports.local import LocalReportStore
 from lhfleet.results import results_document
 from lhfleet.runtime import Runtime, find_runtime
@@ -174,6 +175,32 @@ def retry_failed(workspace: Workspace, job_id: str) -> int:
     count = workspace.store.requeue_failed(job_id, time.time())
     logger.info("job %s: queued %d failed runs again", job_id, count)
     return count
+
+
+def end_for_deadline(workspace: Workspace, job_id: str, limit: float) -> int:
+    """Fail the job's unsettled runs because its time limit passed; return how many."""
+    failure = Failure(
+        code=codes.JOB_DEADLINE,
+        message=f"The job's --max-duration of {limit:g} s passed before this run "
+        f"finished. Run it again with `lhfleet retry {job_id}`.",
+    )
+    before = workspace.store.get_job(job_id).pending
+    outcome = workspace.store.abandon(job_id, failure, time.time())
+    if outcome.completed_job:
+        complete(workspace, job_id)
+    logger.warning(
+        "job %s: time limit of %g s passed; %d runs failed", job_id, limit, before
+    )
+    return before
+
+
+def prune(workspace: Workspace, older_than: float) -> list[str]:
+    """Delete jobs created more than ``older_than`` seconds ago, with their reports."""
+    removed = workspace.store.delete_jobs(time.time() - older_than)
+    for job_id in removed:
+        workspace.reports.delete_job(job_id)
+    logger.info("pruned %d jobs older than %g s", len(removed), older_than)
+    return removed
 
 
 def _summary_path(workspace: Workspace, job_id: str) -> Path:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from lhfleet import codes
 from lhfleet.auditor import Auditor, AuditRequest, AuditResult
 from lhfleet.errors import ChromeLaunchError
-from lhfleet.lhr import read_facts, redact
+from lhfleet.lhr import read_facts, redact, strip_screenshots
 from lhfleet.models import JobSecrets, JobSettings, Run
 from lhfleet.ports import Failure, JobStore, ReportStore, Settlement
 
@@ -82,7 +82,8 @@ class RunExecutor:
         facts = None
         if result.lhr is not None:
             facts = read_facts(result.lhr)
-            refs = self._store_reports(run, result)
+            facts.warnings.extend(result.log_warnings)
+            refs = self._store_reports(run, settings, result)
         now = self.clock()
         if result.error_code is None and facts is not None and refs[0] and refs[1]:
             settlement = self.store.record_success(
@@ -109,10 +110,11 @@ class RunExecutor:
         return settlement
 
     def _store_reports(
-        self, run: Run, result: AuditResult
+        self, run: Run, settings: JobSettings, result: AuditResult
     ) -> tuple[str | None, str | None]:
         assert result.lhr is not None
-        body = json.dumps(redact(result.lhr), separators=(",", ":")).encode("utf-8")
+        lhr = redact(result.lhr)
+        body = json.dumps(lhr, separators=(",", ":")).encode("utf-8")
         try:
             html = self.auditor.render_html(body)
         except (OSError, RuntimeError) as error:
@@ -120,6 +122,8 @@ class RunExecutor:
             result.error_code = result.error_code or codes.NO_RESULT
             result.error_message = result.error_message or str(error)
             return (None, None)
+        if settings.strip_screenshots:
+            body = json.dumps(strip_screenshots(lhr), separators=(",", ":")).encode()
         return self.reports.put_report(run.job_id, run.id, run.attempts, body, html)
 
     def _log(

@@ -6,6 +6,7 @@ import gzip
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 from lhfleet.errors import NotFoundError, StoreError
@@ -63,6 +64,11 @@ class LocalReportStore(ReportStore):
                 f"`lhfleet results {job_id} --format json`."
             ) from error
         return self._ref(path)
+
+    def delete_job(self, job_id: str) -> None:
+        if not _SAFE_NAME.match(job_id):
+            raise ValueError(f"unsafe name for a report path: {job_id!r}")
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
 
     def read_json(self, ref: str) -> bytes:
         path = self._path(ref)

@@ -248,16 +248,27 @@ class SqlJobStore(JobStore):
                 .where(jobs.c.id == job_id)
                 .values({counter.name: counter + 1})
             )
-            completed = conn.execute(
-                jobs.update()
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.state == JobState.RUNNING.value,
-                    jobs.c.succeeded + jobs.c.failed >= jobs.c.total,
-                )
-                .values(state=JobState.COMPLETED.value, finished_at=now)
-            ).rowcount
-        return Settlement(recorded=True, settled=True, completed_job=completed == 1)
+            completed = self._complete_if_done(conn, job_id, now)
+        return Settlement(recorded=True, settled=True, completed_job=completed)
+
+    @staticmethod
+    def _complete_if_done(conn: Connection, job_id: str, now: float) -> bool:
+        """Mark the job complete if every run has settled; True for the one writer.
+
+        Runs after the counter update in the same transaction, which holds
+        the job row's lock, so two settling writers cannot both see the job
+        as unfinished and neither complete it.
+        """
+        statement = (
+            jobs.update()
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.state == JobState.RUNNING.value,
+                jobs.c.succeeded + jobs.c.failed >= jobs.c.total,
+            )
+            .values(state=JobState.COMPLETED.value, finished_at=now)
+        )
+        return conn.execute(statement).rowcount == 1
 
     def release(self, run_id: str, owner: str) -> bool:
         statement = (
@@ -290,6 +301,40 @@ class SqlJobStore(JobStore):
                 logger.info("released run %s left by %s", run, owner)
                 released += 1
         return released
+
+    def abandon(self, job_id: str, failure: Failure, now: float) -> Settlement:
+        with self.engine.begin() as conn:
+            count = conn.execute(
+                runs.update()
+                .where(runs.c.job_id == job_id, runs.c.state == RunState.QUEUED.value)
+                .values(
+                    state=RunState.FAILED.value,
+                    error_code=failure.code,
+                    error_message=failure.message,
+                    finished_at=now,
+                )
+            ).rowcount
+            if not count:
+                return Settlement(recorded=False, settled=False, completed_job=False)
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(failed=jobs.c.failed + count)
+            )
+            completed = self._complete_if_done(conn, job_id, now)
+        return Settlement(recorded=True, settled=True, completed_job=completed)
+
+    def delete_jobs(self, created_before: float) -> list[str]:
+        with self.engine.begin() as conn:
+            doomed = list(
+                conn.execute(
+                    sa.select(jobs.c.id).where(jobs.c.created_at < created_before)
+                ).scalars()
+            )
+            if doomed:
+                conn.execute(runs.delete().where(runs.c.job_id.in_(doomed)))
+                conn.execute(jobs.delete().where(jobs.c.id.in_(doomed)))
+        return doomed
 
     def requeue_failed(self, job_id: str, now: float) -> int:
         with self.engine.begin() as conn:
