@@ -1,0 +1,106 @@
+"""Commands that read jobs: jobs, status, results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from lhfleet import console as views
+from lhfleet import service
+from lhfleet.cli.common import (
+    data_dir_option,
+    handle_errors,
+    open_workspace,
+    stdout,
+)
+from lhfleet.results import results_csv
+
+logger = logging.getLogger(__name__)
+
+
+@click.command()
+@click.argument("job_id")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--failed", is_flag=True, help="List only the failed runs (the dead letters)."
+)
+@data_dir_option
+@handle_errors
+def results(
+    job_id: str, output_format: str, as_json: bool, failed: bool, data_dir: Path | None
+) -> None:
+    """Print a job's results: per URL, its runs, representative run and medians."""
+    workspace = open_workspace(data_dir)
+    if as_json:
+        output_format = "json"
+    if output_format == "csv":
+        sys.stdout.write(results_csv(workspace.store, workspace.reports, job_id))
+        return
+    document = service.results(workspace, job_id)
+    if failed:
+        document["urls"] = [
+            {
+                **entry,
+                "runs": [run for run in entry["runs"] if run["state"] == "failed"],
+            }
+            for entry in document["urls"]
+        ]
+        document["urls"] = [entry for entry in document["urls"] if entry["runs"]]
+    if output_format == "json":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif failed:
+        stdout.print(views.failures_table(document))
+    else:
+        stdout.print(views.results_table(document))
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@data_dir_option
+@handle_errors
+def status(job_id: str, as_json: bool, data_dir: Path | None) -> None:
+    """Print a job's state and run counts."""
+    from lhfleet.results import job_document  # noqa: PLC0415
+
+    workspace = open_workspace(data_dir)
+    document = job_document(workspace.store.get_job(job_id))
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    counts = document["counts"]
+    stdout.print(
+        f"{document['id']}: {document['state']}, {counts['succeeded']} succeeded, "
+        f"{counts['failed']} failed, {counts['pending']} pending "
+        f"of {counts['total']} runs"
+    )
+
+
+@click.command()
+@click.option("--limit", default=50, show_default=True, help="Most jobs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@data_dir_option
+@handle_errors
+def jobs(limit: int, as_json: bool, data_dir: Path | None) -> None:
+    """List jobs, newest first."""
+    from lhfleet.results import job_document  # noqa: PLC0415
+
+    workspace = open_workspace(data_dir)
+    listed = workspace.store.list_jobs(limit=limit)
+    if as_json:
+        sys.stdout.write(
+            json.dumps([job_document(job) for job in listed], indent=2) + "\n"
+        )
+    else:
+        stdout.print(views.jobs_table(listed))
