@@ -94,6 +94,15 @@ class JobSecrets:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A URL to audit, with an optional label and metadata that travel with its runs."""
+
+    url: str
+    label: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     state: JobState
@@ -133,6 +142,8 @@ class Run:
     report_html: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    label: str | None = None
+    meta: dict[str, Any] | None = None
 
 
 def run_id(job_id: str, url_index: int, index: int) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from lhfleet.lhr import ReportFacts
-from lhfleet.models import Job, JobSecrets, JobSettings, Run
+from lhfleet.models import Job, JobSecrets, JobSettings, Run, Target
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,16 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def create_job(
-        self, settings: JobSettings, secrets: JobSecrets, urls: Iterable[str]
+        self,
+        settings: JobSettings,
+        secrets: JobSecrets,
+        targets: Iterable[Target | str],
     ) -> Job:
-        """Store a job and one queued run per (URL, run index), in batches."""
+        """Store a job and one queued run per (target, run index), in batches.
+
+        The targets are read once, as a stream, so a long list is never held
+        in memory.
+        """
 
     @abc.abstractmethod
     def get_job(self, job_id: str) -> Job:

@@ -57,6 +57,8 @@ def url_document(runs: list[Run], reports: ReportStore) -> dict[str, Any]:
     return {
         "url": runs[0].url,
         "url_index": runs[0].url_index,
+        "label": runs[0].label,
+        "meta": runs[0].meta,
         "valid_runs": valid,
         "total_runs": len(runs),
         "representative_run": representative.id if representative else None,

@@ -24,6 +24,7 @@ from lhfleet.models import (
     JobSecrets,
     JobSettings,
     JobState,
+    Target,
 )
 from lhfleet.owners import is_gone
 from lhfleet.ports import Failure, JobStore, ReportStore
@@ -104,13 +105,13 @@ def validate_settings(settings: JobSettings) -> None:
 
 def submit(
     workspace: Workspace,
-    urls: Iterable[str],
+    targets: Iterable[Target | str],
     settings: JobSettings,
     secrets: JobSecrets,
 ) -> Job:
     """Validate the settings and store the job with its queued runs."""
     validate_settings(settings)
-    job = workspace.store.create_job(settings, secrets, urls)
+    job = workspace.store.create_job(settings, secrets, targets)
     if job.total == 0:
         raise InvalidSettingError("The URL list is empty. Give at least one URL.")
     return job

@@ -46,6 +46,8 @@ runs = sa.Table(
     sa.Column("report_html", sa.Text),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
+    sa.Column("label", sa.Text),
+    sa.Column("meta", sa.JSON),
     sa.Index("ix_runs_job_due", "job_id", "state", "not_before"),
     sa.Index("ix_runs_job_order", "job_id", "url_index", "run_index"),
 )

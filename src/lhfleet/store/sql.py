@@ -28,6 +28,7 @@ from lhfleet.models import (
     JobState,
     Run,
     RunState,
+    Target,
     run_id,
 )
 from lhfleet.ports import Failure, JobStore, Settlement
@@ -55,7 +56,10 @@ class SqlJobStore(JobStore):
         self.engine.dispose()
 
     def create_job(
-        self, settings: JobSettings, secrets: JobSecrets, urls: Iterable[str]
+        self,
+        settings: JobSettings,
+        secrets: JobSecrets,
+        targets: Iterable[Target | str],
     ) -> Job:
         job_id = new_job_id()
         created = time.time()
@@ -70,19 +74,24 @@ class SqlJobStore(JobStore):
                     total=0,
                 )
             )
-            total = self._insert_runs(conn, job_id, settings.runs, urls)
+            total = self._insert_runs(conn, job_id, settings.runs, targets)
             conn.execute(jobs.update().where(jobs.c.id == job_id).values(total=total))
         logger.info("created job %s with %d runs", job_id, total)
         return self.get_job(job_id)
 
     def _insert_runs(
-        self, conn: Connection, job_id: str, count: int, urls: Iterable[str]
+        self,
+        conn: Connection,
+        job_id: str,
+        count: int,
+        targets: Iterable[Target | str],
     ) -> int:
         batch: list[dict[str, Any]] = []
         total = 0
-        for url_index, url in enumerate(urls):
+        for url_index, target in enumerate(targets):
+            entry = Target(target) if isinstance(target, str) else target
             for index in range(count):
-                batch.append(_new_run(job_id, url_index, url, index))
+                batch.append(_new_run(job_id, url_index, entry, index))
             if len(batch) >= INSERT_BATCH:
                 conn.execute(runs.insert(), batch)
                 total += len(batch)
@@ -429,12 +438,14 @@ def _due(now: float) -> sa.ColumnElement[bool]:
     return sa.or_(queued, lapsed)
 
 
-def _new_run(job_id: str, url_index: int, url: str, index: int) -> dict[str, Any]:
+def _new_run(job_id: str, url_index: int, target: Target, index: int) -> dict[str, Any]:
     return {
         "id": run_id(job_id, url_index, index),
         "job_id": job_id,
         "url_index": url_index,
-        "url": url,
+        "url": target.url,
+        "label": target.label,
+        "meta": target.meta,
         "run_index": index,
         "state": RunState.QUEUED.value,
         "attempts": 0,
@@ -493,4 +504,6 @@ def _run(row: Row[Any]) -> Run:
         report_html=row.report_html,
         started_at=_time(row.started_at),
         finished_at=_time(row.finished_at),
+        label=row.label,
+        meta=row.meta,
     )
