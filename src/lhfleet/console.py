@@ -94,7 +94,8 @@ def results_table(document: dict[str, Any]) -> Table:
 def failures_table(document: dict[str, Any]) -> Table:
     """Return one row per failed run: the dead letters of a job."""
     table = Table(title=f"Failed runs of job {document['job']['id']}")
-    for name in ("run", "URL", "attempts", "code", "message"):
+    table.add_column("run", no_wrap=True)
+    for name in ("URL", "attempts", "code", "message"):
         table.add_column(name, overflow="fold")
     for entry in document["urls"]:
         for run in entry["runs"]:
@@ -111,8 +112,9 @@ def failures_table(document: dict[str, Any]) -> Table:
 
 def jobs_table(jobs: list[Job]) -> Table:
     table = Table(title="Jobs, newest first")
-    for name in ("job", "state", "created", "runs", "succeeded", "failed", "pending"):
-        table.add_column(name)
+    table.add_column("job", no_wrap=True)
+    for name in ("state", "created", "runs", "succeeded", "failed", "pending"):
+        table.add_column(name, no_wrap=True)
     for job in jobs:
         table.add_row(
             job.id,
