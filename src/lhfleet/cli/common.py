@@ -36,7 +36,9 @@ Exit status:
 """
 
 stderr = Console(stderr=True)
-stdout = Console(soft_wrap=True)
+# Piped output is read by scripts and people alike; a wide fixed width keeps
+# ids and URLs whole where no terminal sets the width.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 EXIT_HELP = """
@@ -52,7 +54,9 @@ Exit status:
 """
 
 stderr = Console(stderr=True)
-stdout = Console(soft_wrap=True)
+# Piped output is read by scripts and people alike; a wide fixed width keeps
+# ids and URLs whole where no terminal sets the width.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def data_dir_option(command: F) -> F:
