@@ -41,24 +41,6 @@ stderr = Console(stderr=True)
 stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
-EXIT_HELP = """
-\b
-Exit status:
-  0    every URL has at least one valid run
-  1    some URL has no valid run
-  2    usage error: a bad option, an invalid URL, an unknown job
-  3    Node, Lighthouse or Chromium is missing or does not start
-  4    the job store or report folder failed (for example, a full disk)
-  5    the job reached --max-duration; its unfinished runs failed
-  130  interrupted; `lhfleet resume JOB` finishes the job
-"""
-
-stderr = Console(stderr=True)
-# Piped output is read by scripts and people alike; a wide fixed width keeps
-# ids and URLs whole where no terminal sets the width.
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-
-
 def data_dir_option(command: F) -> F:
     return click.option(
         "--data-dir",
