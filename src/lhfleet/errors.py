@@ -8,6 +8,7 @@
     ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
     │   └── ChromeLaunchError    Chromium would not start, so the job stopped
     ├── StoreError               the job store failed or has a newer schema
+    │   └── AwsServiceError      an AWS service call failed (DynamoDB, S3, SQS, SNS)
     ├── JobInterrupted           the job was stopped before every run settled
     └── JobDeadlineError         --max-duration passed; unfinished runs failed
 
@@ -57,6 +58,10 @@ class StoreError(LhfleetError):
     """The job store could not be opened or written."""
 
     exit_code = 4
+
+
+class AwsServiceError(StoreError):
+    """An AWS service call of the AWS engine failed after boto3's own retries."""
 
 
 class JobInterrupted(LhfleetError):
