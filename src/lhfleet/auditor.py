@@ -1,10 +1,14 @@
 """One Lighthouse audit in its own process group, with a deadline from outside.
 
-Each audit gets a private work folder. Lighthouse's Chrome profile lands in
-it (``TMPDIR`` points there), so every Chrome process of the audit names the
-folder on its command line: that is how the auditor finds and kills the
-Chrome that chrome-launcher starts detached, and how a later lhfleet finds
-what a killed one left behind.
+Each audit gets a private work folder under the data directory, for its
+result and owner mark, and a private temporary folder with a short path in
+the system's temp directory, which ``TMPDIR`` points at. Lighthouse's
+Chrome profile lands in the temporary folder, so every Chrome process of
+the audit names it on its command line: that is how the auditor finds and
+kills the Chrome that chrome-launcher starts detached, and how a later
+lhfleet finds what a killed one left behind. The path must stay short
+because Chrome puts a Unix socket in it, and socket paths are limited to
+107 bytes on Linux.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +52,8 @@ STDERR_TAIL = 4000
 RENDER_SCRIPT = Path(__file__).parent / "js" / "render-html.mjs"
 WORKDIR_PREFIX = "lhfleet-run-"
 OWNER_FILE = "owner"
+TEMP_FILE = "tempdir"
+TEMP_PREFIX = "lhfleet-"
 
 _CHROME_LAUNCH_MARKERS = (
     "unable to connect to chrome",
@@ -107,8 +114,10 @@ class Auditor:
         """
         workdir = self.scratch / f"{WORKDIR_PREFIX}{label}"
         cleanup_workdir(workdir)
-        (workdir / "tmp").mkdir(parents=True)
+        workdir.mkdir(parents=True)
         (workdir / OWNER_FILE).write_text(owner, encoding="utf-8")
+        temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=short_temp_root()))
+        (workdir / TEMP_FILE).write_text(str(temp), encoding="utf-8")
         started = time.monotonic()
         try:
             result = self._run(request, workdir, cancel or threading.Event())
@@ -142,7 +151,7 @@ class Auditor:
         command = self._command(request, workdir, output)
         env = {
             **os.environ,
-            "TMPDIR": str(workdir / "tmp"),
+            "TMPDIR": (workdir / TEMP_FILE).read_text(encoding="utf-8"),
             "CHROME_PATH": str(self.runtime.chrome),
         }
         stderr_path = workdir / "stderr.log"
@@ -236,9 +245,28 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def short_temp_root() -> str:
+    """Return a temp directory with a short path: /tmp when usable."""
+    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
+        return "/tmp"
+    return tempfile.gettempdir()
+
+
 def cleanup_workdir(workdir: Path) -> int:
-    """Kill every process that names ``workdir`` on its command line, then remove it."""
-    killed = kill_processes_using(str(workdir))
+    """Kill the processes of a work folder and its temp folder, then remove both.
+
+    A process belongs to the audit when its command line names either folder.
+    """
+    markers = [str(workdir)]
+    try:
+        temp = (workdir / TEMP_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        temp = ""
+    if temp and Path(temp).name.startswith(TEMP_PREFIX):
+        markers.append(temp)
+    killed = sum(kill_processes_using(marker) for marker in markers)
+    if len(markers) > 1:
+        shutil.rmtree(markers[1], ignore_errors=True)
     shutil.rmtree(workdir, ignore_errors=True)
     return killed
 
@@ -341,6 +369,7 @@ def _error_line(tail: str) -> str:
     """Return the last line of a log that reads as an error, not a stack frame."""
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
     messages = [line for line in lines if not line.startswith("at ")]
+    fatal = [line for line in messages if "FATAL" in line]
     errors = [line for line in messages if "error" in line.lower()]
-    chosen = errors or messages or [""]
+    chosen = fatal or errors or messages or [""]
     return chosen[-1][:500]

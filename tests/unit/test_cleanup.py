@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from lhfleet.auditor import OWNER_FILE, cleanup_workdir, sweep_scratch
+from lhfleet.auditor import (
+    OWNER_FILE,
+    TEMP_FILE,
+    TEMP_PREFIX,
+    cleanup_workdir,
+    sweep_scratch,
+)
 
 
 def start_holder(workdir: Path) -> subprocess.Popen[bytes]:
@@ -55,3 +62,27 @@ def test_sweep_keeps_live_owners(tmp_path: Path) -> None:
     assert holders[1].poll() is None
     holders[1].kill()
     holders[1].wait()
+
+
+def test_cleanup_kills_processes_of_temp_folder(tmp_path: Path) -> None:
+    workdir = tmp_path / "lhfleet-run-b"
+    workdir.mkdir()
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    (workdir / TEMP_FILE).write_text(str(temp))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(120)",
+            f"--user-data-dir={temp}/p",
+        ],
+        start_new_session=True,
+    )
+    time.sleep(0.2)
+
+    killed = cleanup_workdir(workdir)
+
+    holder.wait(timeout=5)
+    assert killed == 1
+    assert not temp.exists()
+    assert not workdir.exists()
