@@ -208,7 +208,7 @@ class DynamoJobStore(JobStore):
             "ConsistentRead": True,
         }
         arguments |= condition_arguments(
-            f"#job_id {condition}", {"job_id": job_id, **(values or {})}
+            f"#job_id = :job_id AND ({condition})", {"job_id": job_id, **(values or {})}
         )
         if condition:
             arguments["FilterExpression"] = condition
@@ -246,7 +246,7 @@ class DynamoJobStore(JobStore):
     ) -> Run | None:
         # NOTE: reads the job's runs to find a due one; the AWS engine never
         # calls it (each message names its run), other dispatchers may.
-        due = list(self.query_runs(job_id, f"AND ({DUE})", _due_values(now)))
+        due = list(self.query_runs(job_id, DUE, _due_values(now)))
         due.sort(key=lambda values: (values["run_index"], values["url_index"]))
         for values in due:
             run = self.claim(values["run_id"], owner, lease_seconds, now)
@@ -303,7 +303,7 @@ class DynamoJobStore(JobStore):
 
     def release_owners(self, job_id: str, is_gone: Callable[[str], bool]) -> int:
         released = 0
-        for values in self.query_runs(job_id, "AND #state = :running", _states()):
+        for values in self.query_runs(job_id, "#state = :running", _states()):
             owner = values.get("lease_owner")
             if owner and is_gone(owner) and self.release(values["run_id"], owner):
                 logger.info("released run %s left by %s", values["run_id"], owner)
@@ -379,7 +379,7 @@ class DynamoJobStore(JobStore):
             condition="#state = :queued",
             values={"queued": QUEUED},
         )
-        for values in self.query_runs(job_id, "AND #state = :queued", _states()):
+        for values in self.query_runs(job_id, "#state = :queued", _states()):
             count += self._settle(values["run_id"], update, "failed").settled
         settled = count > 0
         return Settlement(recorded=settled, settled=settled, completed_job=False)
@@ -399,7 +399,7 @@ class DynamoJobStore(JobStore):
             condition="attribute_exists(#id)",
         )
         count = 0
-        for values in self.query_runs(job_id, "AND #state = :failed", _states()):
+        for values in self.query_runs(job_id, "#state = :failed", _states()):
             count += self._transact(values["run_id"], run_update, job_update)
         return count
 
@@ -499,7 +499,7 @@ class DynamoJobStore(JobStore):
 
     def next_due(self, job_id: str) -> float | None:
         times = []
-        for values in self.query_runs(job_id, f"AND {UNSETTLED}", _states()):
+        for values in self.query_runs(job_id, UNSETTLED, _states()):
             due = values.get(
                 "not_before" if values["state"] == QUEUED else "lease_expires"
             )
