@@ -5,6 +5,7 @@
     │   ├── InvalidURLError      a URL that cannot be audited
     │   └── InvalidSettingError  an option or setting out of range
     ├── NotFoundError            a job or run id that the store does not have
+    ├── JobNotFinished           a job's results were asked for before it completed
     ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
     │   └── ChromeLaunchError    Chromium would not start, so the job stopped
     ├── StoreError               the job store failed or has a newer schema
@@ -40,6 +41,12 @@ class InvalidSettingError(UsageError):
 
 class NotFoundError(LhfleetError):
     """A job or run id that the store does not know."""
+
+    exit_code = 2
+
+
+class JobNotFinished(LhfleetError):
+    """A job's results document was requested before the job completed."""
 
     exit_code = 2
 

@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from lhfleet.cli.aws import aws
 from lhfleet.cli.common import EXIT_HELP
 from lhfleet.cli.doctor import doctor
 from lhfleet.cli.jobs import prune, resume, retry, run
@@ -40,3 +41,4 @@ def main(verbose: int) -> None:
 
 for command in (run, resume, retry, prune, jobs, status, results, doctor):
     main.add_command(command)
+main.add_command(aws)
