@@ -1,0 +1,325 @@
+"""Scale simulation of the AWS engine: many concurrent worker invocations on moto.
+
+The script starts moto's standalone server on 127.0.0.1, creates the
+engine's resources with lhfleet.aws.provision, submits one job of
+``--urls`` times ``--runs`` runs, sends ``--duplicates`` extra copies of run
+messages, and then runs ``--concurrency`` worker invocations at once, each
+a thread that receives one message, calls the worker handler with the SQS
+event Lambda would send, and deletes the message unless it failed. A
+stream thread plays the DynamoDB stream mapping for the completion handler.
+
+Lighthouse is replaced by StandInAuditor, a stand-in that waits
+``--audit-seconds`` and returns a canned result, because the benchmark
+measures the engine's coordination (conditional writes, counters, the
+single completion), not audits.
+
+It prints a Markdown section for BENCHMARKS.md. The benchmark as recorded:
+
+    .venv/bin/python bench/aws_scale.py
+
+A smoke run:
+
+    .venv/bin/python bench/aws_scale.py --urls 20 --runs 2 --concurrency 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+from lhfleet.auditor import Auditor, AuditRequest, AuditResult
+from lhfleet.aws.config import AwsClients, AwsConfig
+from lhfleet.aws.engine import AwsEngine
+from lhfleet.aws.handlers import handle_stream_event, handle_worker_event
+from lhfleet.aws.provision import provision, queue_arn
+from lhfleet.aws.submit import submit_job
+from lhfleet.aws.worker import RunWorker
+from lhfleet.models import JobSecrets, JobSettings, Target
+from lhfleet.runtime import Runtime
+
+ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class StandInAuditor(Auditor):
+    """A stand-in for Lighthouse: waits, then returns a small canned result."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            Runtime(Path("node"), Path("lh"), Path("gen"), Path("chrome")), Path()
+        )
+        self.seconds = seconds
+        self.audits = 0
+        self.lock = threading.Lock()
+
+    def audit(
+        self,
+        request: AuditRequest,
+        label: str,
+        owner: str,
+        cancel: threading.Event | None = None,
+    ) -> AuditResult:
+        time.sleep(self.seconds)
+        with self.lock:
+            self.audits += 1
+        lhr = {
+            "lighthouseVersion": "stand-in",
+            "requestedUrl": request.url,
+            "finalDisplayedUrl": request.url,
+            "categories": {"performance": {"score": 0.9}},
+            "audits": {
+                "first-contentful-paint": {"numericValue": 900.0},
+                "interactive": {"numericValue": 1500.0},
+            },
+        }
+        return AuditResult(lhr, duration=self.seconds)
+
+    def render_html(self, lhr_json: bytes) -> str:
+        return "<html><body>stand-in report</body></html>"
+
+
+@dataclass
+class Context:
+    """A stand-in for Lambda's context object."""
+
+    aws_request_id: str
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+@dataclass
+class Tally:
+    invocations: int = 0
+    crashes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def invoke_worker(
+    clients: AwsClients, runs: RunWorker, queue: str, arn: str, tally: Tally
+) -> bool:
+    """Run one worker invocation on one message; False when the queue was empty."""
+    response = clients.sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"]
+    )
+    messages = response.get("Messages", [])
+    if not messages:
+        return False
+    message = messages[0]
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": arn,
+        "awsRegion": "us-east-1",
+    }
+    with tally.lock:
+        tally.invocations += 1
+        number = tally.invocations
+    try:
+        result = handle_worker_event(runs, {"Records": [record]}, Context(str(number)))
+    except Exception:  # noqa: BLE001 - counted; Lambda would retry the message
+        with tally.lock:
+            tally.crashes += 1
+        return True
+    if not result["batchItemFailures"]:
+        clients.sqs.delete_message(
+            QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"]
+        )
+    return True
+
+
+def worker_loop(
+    engine: AwsEngine, runs: RunWorker, job_id: str, arn: str, tally: Tally
+) -> None:
+    while not settled(engine, job_id):
+        if not invoke_worker(engine.clients, runs, engine.config.queue_url, arn, tally):
+            time.sleep(0.2)
+
+
+def settled(engine: AwsEngine, job_id: str) -> bool:
+    values = engine.store.job_values(job_id)
+    return bool(values["settled"] >= values["total"])
+
+
+def stream_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
+    """Play the DynamoDB stream mapping: deliver new job records every 100 ms."""
+    import boto3  # noqa: PLC0415
+
+    streams = boto3.client("dynamodbstreams")
+    table = engine.clients.dynamodb.describe_table(TableName=engine.config.jobs_table)
+    arn = table["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    while not stop.is_set():
+        response = streams.get_records(ShardIterator=iterator)
+        iterator = response["NextShardIterator"]
+        records: list[Mapping[str, Any]] = [
+            {
+                **record,
+                "dynamodb": {**record["dynamodb"], "ApproximateCreationDateTime": 0},
+            }
+            for record in response["Records"]
+        ]
+        if records:
+            handle_stream_event(engine, {"Records": records})
+        stop.wait(0.1)
+
+
+def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
+    clients = AwsClients("us-east-1")
+    config: AwsConfig = provision(clients, "bench", visibility_timeout=60)
+    engine = AwsEngine.build(config, clients)
+    auditor = StandInAuditor(arguments.audit_seconds)
+    runs = RunWorker(engine, auditor, extra_chrome_flags=False)
+    targets = [Target(f"http://site.test/page/{n}") for n in range(arguments.urls)]
+    started = time.time()
+    submission = submit_job(
+        engine, targets, JobSettings(runs=arguments.runs), JobSecrets(), [], "bench"
+    )
+    job_id = submission.job.id
+    fanned_out = time.time()
+    duplicates = [
+        f"{job_id}-{n % arguments.urls}-0" for n in range(arguments.duplicates)
+    ]
+    engine.fanout.send(duplicates)
+    tally = Tally()
+    stop = threading.Event()
+    stream = threading.Thread(
+        target=stream_loop, args=(engine, tally, stop), daemon=True
+    )
+    stream.start()
+    arn = queue_arn(clients, config.queue_url)
+    announcements = subscribe(clients, config)
+    with ThreadPoolExecutor(max_workers=arguments.concurrency) as pool:
+        for _ in range(arguments.concurrency):
+            pool.submit(worker_loop, engine, runs, job_id, arn, tally)
+    deadline = time.time() + 60
+    while (
+        "hooks_fired_at" not in engine.store.job_values(job_id)
+        and time.time() < deadline
+    ):
+        time.sleep(0.05)
+    stop.set()
+    stream.join()
+    result = summarize(engine, job_id, auditor, tally, started, fanned_out)
+    result["completions"] = count_messages(clients, announcements)
+    return result
+
+
+def subscribe(clients: AwsClients, config: AwsConfig) -> str:
+    """Subscribe a queue to the completion topic; each completion sends one message."""
+    queue = clients.sqs.create_queue(QueueName="bench-completions")["QueueUrl"]
+    clients.sns.subscribe(
+        TopicArn=config.completion_topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn(clients, queue),
+    )
+    return queue
+
+
+def count_messages(clients: AwsClients, queue: str) -> int:
+    count = 0
+    while True:
+        response = clients.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)
+        messages = response.get("Messages", [])
+        if not messages:
+            return count
+        count += len(messages)
+        for message in messages:
+            clients.sqs.delete_message(
+                QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"]
+            )
+
+
+def summarize(
+    engine: AwsEngine,
+    job_id: str,
+    auditor: StandInAuditor,
+    tally: Tally,
+    started: float,
+    fanned_out: float,
+) -> dict[str, Any]:
+    values = engine.store.job_values(job_id)
+    finished = [
+        run.finished_at.timestamp()
+        for run in engine.store.iter_runs(job_id)
+        if run.finished_at
+    ]
+    last_run = max(finished)
+    return {
+        "total": int(values["total"]),
+        "succeeded": int(values["succeeded"]),
+        "failed": int(values["failed"]),
+        "settled": int(values["settled"]),
+        "audits": auditor.audits,
+        "invocations": tally.invocations,
+        "crashed_invocations": tally.crashes,
+        "state": values["state"],
+        "fanout_seconds": round(fanned_out - started, 2),
+        "first_to_last_run_seconds": round(last_run - min(finished), 2),
+        "last_run_to_completion_seconds": round(values["finished_at"] - last_run, 3),
+        "last_run_to_results_seconds": round(values["hooks_fired_at"] - last_run, 3),
+        "wall_seconds": round(time.time() - started, 1),
+    }
+
+
+def markdown(arguments: argparse.Namespace, result: dict[str, Any]) -> str:
+    command = (
+        f"python bench/aws_scale.py --urls {arguments.urls} --runs {arguments.runs} "
+        f"--concurrency {arguments.concurrency} --duplicates {arguments.duplicates} "
+        f"--audit-seconds {arguments.audit_seconds:g}"
+    )
+    rows = "\n".join(f"| {key} | {value} |" for key, value in result.items())
+    return (
+        f"Command: `{command}`\n\n"
+        f"Hardware: {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}\n\n"
+        f"| figure | value |\n|---|---|\n{rows}\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--urls", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--duplicates", type=int, default=50)
+    parser.add_argument("--audit-seconds", type=float, default=1.0)
+    arguments = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(ENVIRONMENT, AWS_ENDPOINT_URL=f"http://{host}:{port}")
+    try:
+        result = run_benchmark(arguments)
+    finally:
+        server.stop()
+    print(json.dumps(result, indent=2))
+    print(markdown(arguments, result))
+
+
+if __name__ == "__main__":
+    main()
