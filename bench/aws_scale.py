@@ -1,11 +1,11 @@
 """Scale simulation of the AWS engine: many concurrent worker invocations on moto.
 
-The script starts moto's standalone server on 127.0.0.1, creates the
-engine's resources with lhfleet.aws.provision, submits one job of
-``--urls`` times ``--runs`` runs, sends ``--duplicates`` extra copies of run
-messages, and then runs ``--concurrency`` worker invocations at once, each
-a thread that receives one message, calls the worker handler with the SQS
-event Lambda would send, and deletes the message unless it failed. A
+The script starts moto's standalone server on 127.0.0.1 and creates the
+engine's resources with lhfleet.aws.provision. It submits one job of
+``--urls`` times ``--runs`` runs and sends ``--duplicates`` extra copies of
+run messages. Then ``--concurrency`` threads each play a worker invocation
+in a loop: receive one message, call the worker handler with the SQS event
+Lambda would send, and delete the message unless it failed. A
 stream thread plays the DynamoDB stream mapping for the completion handler.
 
 Lighthouse is replaced by StandInAuditor, a stand-in that waits

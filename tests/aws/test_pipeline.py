@@ -1,7 +1,7 @@
 """Whole jobs through the handlers, with moto's SQS, SNS, DynamoDB stream and S3.
 
-Lighthouse is replaced by CannedAuditor here (the end-to-end test runs the
-real one); everything else is the code Lambda runs, fed with the events
+CannedAuditor stands in for Lighthouse here, and the end-to-end test runs
+the real one. Everything else is the code Lambda runs, fed with the events
 Lambda sends. Each test checks exact counts and a single completion.
 """
 

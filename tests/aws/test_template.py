@@ -1,4 +1,4 @@
-"""The infrastructure template, checked offline: cfn-lint, and agreement with the code."""
+"""The template, checked offline: cfn-lint, and agreement with the code."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.api import ManualArgs, lint_file
-from cfnlint.decode import decode
+from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
+from cfnlint.decode import decode  # type: ignore[import-untyped]
 
 from lhfleet.aws import schema
 from lhfleet.aws.provision import MAX_RECEIVE_COUNT

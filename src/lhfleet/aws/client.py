@@ -1,4 +1,4 @@
-"""What ``lhfleet aws`` does with the user's credentials: submit, follow, fetch."""
+"""The client behind ``lhfleet aws``, which uses the user's own credentials."""
 
 from __future__ import annotations
 

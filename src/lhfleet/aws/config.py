@@ -1,4 +1,4 @@
-"""Where the AWS engine's resources are, read from environment variables.
+"""The locations of the AWS engine's resources, read from environment variables.
 
 The Lambda functions get these variables from the template; ``lhfleet aws``
 reads the same ones from the user's shell. boto3 itself reads the region,

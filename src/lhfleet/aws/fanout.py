@@ -2,11 +2,11 @@
 
 The job item records how far the fan-out got (``fanout_published``) and who
 is publishing (a lease), and both move with one conditional write per batch
-of ten. A fan-out cut short, by a Lambda timeout or a crash, is resumed from
-that cursor by whoever takes the lease next: the submit handler when it
-runs out of time hands over at once, and the sweeper takes over a lapsed
-lease. A crash between sending a batch and moving the cursor sends that
-batch again on resume; the worker's conditional writes make that harmless.
+of ten. A fan-out cut short by a Lambda timeout or a crash resumes from
+that cursor under the next lease holder. The submit handler hands over at
+once when it runs out of time, and the sweeper takes over a lapsed lease.
+A crash between sending a batch and moving the cursor sends that batch
+again on resume, which the worker's conditional writes make harmless.
 """
 
 from __future__ import annotations

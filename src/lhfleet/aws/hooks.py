@@ -57,7 +57,9 @@ def _post(job_id: str, url: str, body: bytes) -> bool:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
-                logger.info("job %s: hook %s answered %d", job_id, url, response.status)
+                logger.info(
+                    "job %s: hook %s returned HTTP %d", job_id, url, response.status
+                )
                 return True
         except (urllib.error.URLError, OSError) as error:
             logger.warning(

@@ -1,8 +1,8 @@
 """Create the engine's resources directly with boto3, for emulators and trials.
 
-A deployment uses the template in ``infra/``; this module makes the same
-tables, queues, topics and bucket on an emulator (the tests and the
-benchmark use moto's server), and the tests check that both agree.
+A deployment uses the template in ``infra/``. This module makes the same
+tables, queues, topics and bucket on an emulator such as moto's server,
+which the tests and the benchmark use. The tests check that both agree.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def provision(
     _create_tables(clients, jobs_table, runs_table)
     bucket = f"{prefix}-reports"
     _create_bucket(clients, bucket)
+
     dlq_url = clients.sqs.create_queue(QueueName=f"{prefix}-runs-dlq")["QueueUrl"]
     redrive = {
         "deadLetterTargetArn": queue_arn(clients, dlq_url),
@@ -44,6 +45,7 @@ def provision(
             "RedrivePolicy": json.dumps(redrive),
         },
     )["QueueUrl"]
+
     fanout_topic = ""
     if via_sns:
         fanout_topic = clients.sns.create_topic(Name=f"{prefix}-fanout")["TopicArn"]

@@ -2,7 +2,7 @@
 
 Jobs table: one item per job, keyed by ``id``. Its counters (``succeeded``,
 ``failed`` and their sum ``settled``) only move in the same transaction as
-the run they count; its stream (new and old images) drives completion.
+the run they count. Its stream (new and old images) drives completion.
 
 Runs table: one item per run, keyed by the job id and ``seq``, a number
 derived from the run id (``JOB-URLINDEX-RUNINDEX``). The job id as the

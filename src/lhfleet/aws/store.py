@@ -360,7 +360,7 @@ class DynamoJobStore(JobStore):
         return self._settle(run_id, update, "failed")
 
     def fail_unsettled(self, run_id: str, failure: Failure, now: float) -> Settlement:
-        """Settle a run as failed whoever holds it, unless it has already settled.
+        """Settle a run as failed, leased or not, unless it has already settled.
 
         The dead-letter consumer uses it: by then no worker will record the run.
         """

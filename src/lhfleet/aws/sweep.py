@@ -1,8 +1,8 @@
 """The sweeper: a scheduled pass that makes sure no job waits forever.
 
-It reads the sparse sweep index (jobs with unfinished business) and, for
-each job: resumes a fan-out whose lease lapsed; completes a job whose runs
-have all settled but whose stream record was lost; and finishes a
+It reads the sparse sweep index, which lists the jobs with unfinished
+business. It resumes a fan-out whose lease lapsed. It completes a job whose
+runs have all settled but whose stream record was lost. It finishes a
 completion that crashed after winning its conditional write, once that
 write is older than any Lambda invocation can last.
 """

@@ -2,8 +2,8 @@
 
 The worker leases the run with a conditional write, audits it through the
 shared RunExecutor (reports to S3 first, then the conditional outcome
-write), and tells the caller whether the message is done or should come
-back later. The dead-letter consumer settles a run that no worker could
+write), and returns whether the message is done or should come back
+later. The dead-letter consumer settles a run that no worker could
 record as failed, with the reason.
 """
 
@@ -74,9 +74,9 @@ class RunWorker:
     def handle(self, body: str, owner: str, time_left: float) -> float | None:
         """Audit the message's run; None when the message is done, else seconds to wait.
 
-        Raises when the worker itself fails (S3 down, Chrome will not start);
-        the run goes back to the queue with the error noted, and the message
-        comes back after its visibility timeout, or reaches the dead-letter
+        Raises when the worker itself fails (S3 down, Chrome will not start).
+        The run then goes back to the queue with the error noted. Its message
+        comes back after the visibility timeout, or reaches the dead-letter
         queue after the queue's maximum receives.
         """
         message = parse_message(body)
