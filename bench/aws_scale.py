@@ -25,19 +25,23 @@ A smoke run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import platform
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moto.server import ThreadedMotoServer
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lhfleet.auditor import Auditor, AuditRequest, AuditResult
 from lhfleet.aws.config import AwsClients, AwsConfig
@@ -48,6 +52,8 @@ from lhfleet.aws.submit import submit_job
 from lhfleet.aws.worker import RunWorker
 from lhfleet.models import JobSecrets, JobSettings, Target
 from lhfleet.runtime import Runtime
+
+logger = logging.getLogger("bench.aws_scale")
 
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -108,6 +114,8 @@ class Context:
 class Tally:
     invocations: int = 0
     crashes: int = 0
+    returned: int = 0
+    """Messages the handler reported as failed, to be delivered again."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -141,7 +149,10 @@ def invoke_worker(
         with tally.lock:
             tally.crashes += 1
         return True
-    if not result["batchItemFailures"]:
+    if result["batchItemFailures"]:
+        with tally.lock:
+            tally.returned += 1
+    else:
         clients.sqs.delete_message(
             QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"]
         )
@@ -151,9 +162,17 @@ def invoke_worker(
 def worker_loop(
     engine: AwsEngine, runs: RunWorker, job_id: str, arn: str, tally: Tally
 ) -> None:
-    while not settled(engine, job_id):
-        if not invoke_worker(engine.clients, runs, engine.config.queue_url, arn, tally):
-            time.sleep(0.2)
+    """Keep invoking the worker, as Lambda's poller does, until the job settles."""
+    while True:
+        try:
+            if settled(engine, job_id):
+                return
+            queue = engine.config.queue_url
+            if not invoke_worker(engine.clients, runs, queue, arn, tally):
+                time.sleep(0.2)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("poller call failed, going on: %s", error)
+            time.sleep(1.0)
 
 
 def settled(engine: AwsEngine, job_id: str) -> bool:
@@ -173,7 +192,11 @@ def stream_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
         StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
     while not stop.is_set():
-        response = streams.get_records(ShardIterator=iterator)
+        try:
+            response = streams.get_records(ShardIterator=iterator)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("GetRecords failed, going on: %s", error)
+            continue
         iterator = response["NextShardIterator"]
         records: list[Mapping[str, Any]] = [
             {
@@ -276,6 +299,7 @@ def summarize(
         "audits": auditor.audits,
         "invocations": tally.invocations,
         "crashed_invocations": tally.crashes,
+        "messages_returned_to_queue": tally.returned,
         "state": values["state"],
         "fanout_seconds": round(fanned_out - started, 2),
         "first_to_last_run_seconds": round(last_run - min(finished), 2),
@@ -308,17 +332,45 @@ def main() -> None:
     parser.add_argument("--duplicates", type=int, default=50)
     parser.add_argument("--audit-seconds", type=float, default=1.0)
     arguments = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(ENVIRONMENT, AWS_ENDPOINT_URL=f"http://{host}:{port}")
-    try:
+    logging.basicConfig(
+        level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+    )
+    with emulator() as endpoint:
+        os.environ.update(ENVIRONMENT, AWS_ENDPOINT_URL=endpoint)
         result = run_benchmark(arguments)
-    finally:
-        server.stop()
     print(json.dumps(result, indent=2))
     print(markdown(arguments, result))
+
+
+@contextlib.contextmanager
+def emulator() -> Iterator[str]:
+    """Run moto's server in its own process, so it does not share our GIL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=1),
+        ):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"moto's server did not listen on port {port} in 30 s")
 
 
 if __name__ == "__main__":

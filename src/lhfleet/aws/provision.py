@@ -33,19 +33,7 @@ def provision(
     bucket = f"{prefix}-reports"
     _create_bucket(clients, bucket)
 
-    dlq_url = clients.sqs.create_queue(QueueName=f"{prefix}-runs-dlq")["QueueUrl"]
-    redrive = {
-        "deadLetterTargetArn": queue_arn(clients, dlq_url),
-        "maxReceiveCount": str(max_receive_count),
-    }
-    queue_url = clients.sqs.create_queue(
-        QueueName=f"{prefix}-runs",
-        Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps(redrive),
-        },
-    )["QueueUrl"]
-
+    queue_url = _create_queues(clients, prefix, visibility_timeout, max_receive_count)
     fanout_topic = ""
     if via_sns:
         fanout_topic = clients.sns.create_topic(Name=f"{prefix}-fanout")["TopicArn"]
@@ -81,6 +69,23 @@ def queue_arn(clients: AwsClients, queue_url: str) -> str:
         QueueUrl=queue_url, AttributeNames=["QueueArn"]
     )["Attributes"]
     return attributes["QueueArn"]
+
+
+def _create_queues(
+    clients: AwsClients, prefix: str, visibility_timeout: int, max_receive_count: int
+) -> str:
+    dlq_url = clients.sqs.create_queue(QueueName=f"{prefix}-runs-dlq")["QueueUrl"]
+    redrive = {
+        "deadLetterTargetArn": queue_arn(clients, dlq_url),
+        "maxReceiveCount": str(max_receive_count),
+    }
+    return clients.sqs.create_queue(
+        QueueName=f"{prefix}-runs",
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
 
 
 def _create_tables(clients: AwsClients, jobs_table: str, runs_table: str) -> None:

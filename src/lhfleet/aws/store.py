@@ -188,8 +188,7 @@ class DynamoJobStore(JobStore):
         return [job_from(values) for values in found[offset : offset + limit]]
 
     def get_secrets(self, job_id: str) -> JobSecrets:
-        stored = json.loads(self.job_values(job_id).get("secrets") or "{}")
-        return JobSecrets(extra_headers=dict(stored.get("extra_headers") or {}))
+        return secrets_from(self.job_values(job_id))
 
     def iter_runs(self, job_id: str) -> Iterator[Run]:
         for values in self.query_runs(job_id):
@@ -512,6 +511,12 @@ class DynamoJobStore(JobStore):
             return method(**kwargs)
         except ClientError as error:
             raise _service_error(operation, error) from error
+
+
+def secrets_from(values: Mapping[str, Any]) -> JobSecrets:
+    """Return the secrets stored in a job item's values."""
+    stored = json.loads(values.get("secrets") or "{}")
+    return JobSecrets(extra_headers=dict(stored.get("extra_headers") or {}))
 
 
 def _new_run(

@@ -18,9 +18,11 @@ from typing import Any
 from lhfleet import codes
 from lhfleet.auditor import Auditor
 from lhfleet.aws.engine import AwsEngine
+from lhfleet.aws.items import job_from
+from lhfleet.aws.store import secrets_from
 from lhfleet.errors import NotFoundError
-from lhfleet.models import JobSettings, RunState
-from lhfleet.ports import Failure
+from lhfleet.models import JobSettings, Run, RunState
+from lhfleet.ports import Failure, Settlement
 from lhfleet.worker import RunExecutor
 
 logger = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class RunWorker:
             return None
         store = self.engine.store
         try:
-            job = store.get_job(message.job_id)
+            values = store.job_values(message.job_id)
         except NotFoundError:
             logger.warning(
                 "run %s: job %s is gone; dropping", message.run_id, message.job_id
@@ -94,25 +96,31 @@ class RunWorker:
         run = store.claim(message.run_id, owner, time_left + LEASE_MARGIN, now)
         if run is None:
             return self._not_claimed(message.run_id, now)
-        settings = job.settings
-        if self.extra_chrome_flags:
-            settings = lambda_settings(settings)
-        executor = RunExecutor(
-            store, self.engine.reports, self.auditor, owner, clock=self.engine.clock
-        )
-        try:
-            settlement = executor.execute(run, settings, store.get_secrets(job.id))
-        except Exception as error:
-            text = f"{type(error).__name__}: {error}"
-            store.give_back(run.id, owner, WORKER_CRASHED, text[:2000])
-            logger.exception("run %s: worker failed; returned to the queue", run.id)
-            raise
+        settlement = self._execute(run, values, owner)
         if settlement is None:
             return MIN_RETRY_DELAY
         if settlement.recorded and not settlement.settled:
             due = store.run_values(run.id).get("not_before", now)
             return max(MIN_RETRY_DELAY, float(due) - now)
         return None
+
+    def _execute(
+        self, run: Run, values: dict[str, Any], owner: str
+    ) -> Settlement | None:
+        settings = job_from(values).settings
+        if self.extra_chrome_flags:
+            settings = lambda_settings(settings)
+        store = self.engine.store
+        executor = RunExecutor(
+            store, self.engine.reports, self.auditor, owner, clock=self.engine.clock
+        )
+        try:
+            return executor.execute(run, settings, secrets_from(values))
+        except Exception as error:
+            text = f"{type(error).__name__}: {error}"
+            store.give_back(run.id, owner, WORKER_CRASHED, text[:2000])
+            logger.exception("run %s: worker failed; returned to the queue", run.id)
+            raise
 
     def _not_claimed(self, run_id: str, now: float) -> float | None:
         try:
