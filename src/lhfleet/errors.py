@@ -3,7 +3,10 @@
     LhfleetError                 base; ``exit_code`` is what the CLI exits with
     ├── UsageError               bad input from the user (exit 2)
     │   ├── InvalidURLError      a URL that cannot be audited
-    │   └── InvalidSettingError  an option or setting out of range
+    │   │   └── TargetRejected   the network guard rejected a URL's address
+    │   ├── InvalidSettingError  an option or setting out of range
+    │   ├── InputTooLargeError   an input over a limit (URLs, runs, bytes)
+    │   └── InputFetchError      a sitemap, robots.txt or crawled page failed to load
     ├── NotFoundError            a job or run id that the store does not have
     ├── JobNotFinished           a job's results were asked for before it completed
     ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
@@ -37,6 +40,24 @@ class InvalidURLError(UsageError):
 
 class InvalidSettingError(UsageError):
     """An option or setting with a value out of range."""
+
+
+class TargetRejected(InvalidURLError):
+    """A URL whose host resolves to an address that the network guard blocks."""
+
+    def __init__(self, message: str, url: str, rule: str, address: str) -> None:
+        super().__init__(message)
+        self.url = url
+        self.rule = rule
+        self.address = address
+
+
+class InputTooLargeError(UsageError):
+    """An input over one of the limits: URLs per job, runs per URL or bytes."""
+
+
+class InputFetchError(UsageError):
+    """A sitemap, robots.txt or page that the input needs could not be loaded."""
 
 
 class NotFoundError(LhfleetError):
