@@ -45,11 +45,15 @@ class InvalidSettingError(UsageError):
 class TargetRejected(InvalidURLError):
     """A URL whose host resolves to an address that the network guard blocks."""
 
-    def __init__(self, message: str, url: str, rule: str, address: str) -> None:
+    def __init__(
+        self, message: str, url: str, rule: str, address: str, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.url = url
         self.rule = rule
         self.address = address
+        self.reason = reason or message
+        """The message without the URL, for lists that name the URL already."""
 
 
 class InputTooLargeError(UsageError):

@@ -134,10 +134,19 @@ class GuardPolicy:
 
     def blocking_rule(self, address: IPAddress) -> str | None:
         """Return the name of the rule that blocks an address, or None."""
+        blocked = self.blocking(address)
+        return blocked[0] if blocked else None
+
+    def blocking(self, address: IPAddress) -> tuple[str, IPAddress] | None:
+        """Return the rule that blocks an address and the address it judged.
+
+        The judged address is the IPv4 one inside an IPv6 address when that
+        is the one blocked.
+        """
         for checked in _with_embedded(address):
             rule = self._blocking_rule(checked)
             if rule:
-                return rule
+                return rule, checked
         return None
 
     def _blocking_rule(self, address: IPAddress) -> str | None:
@@ -199,12 +208,20 @@ def rejection(url: str, host: str, address: str, rule: str) -> TargetRejected:
         if strict
         else f"If this server may audit it, pass --allow-target {address}."
     )
+    reason = (
+        f"its host {host} {via} in a blocked range "
+        f"(rule {rule}: {describe(rule)}). {advice}"
+    )
+    return _rejected(url, reason, rule, address)
+
+
+def _rejected(url: str, reason: str, rule: str, address: str = "") -> TargetRejected:
     return TargetRejected(
-        f"The network guard rejected {url}: its host {host} {via} in a blocked "
-        f"range (rule {rule}: {describe(rule)}). {advice}",
+        f"The network guard rejected {url}: {reason}",
         url=url,
         rule=rule,
         address=address,
+        reason=reason,
     )
 
 
@@ -213,12 +230,7 @@ def host_and_port(url: str) -> tuple[str, int]:
     try:
         parts = urlsplit(normalize_url(url))
     except URLProblem as problem:
-        raise TargetRejected(
-            f"The network guard rejected {url[:200]!r}: it {problem}.",
-            url=url,
-            rule="invalid-url",
-            address="",
-        ) from problem
+        raise _rejected(url[:200], f"it {problem}.", "invalid-url") from problem
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.hostname or "", port
 
@@ -232,10 +244,11 @@ def check_addresses(
     """
     parsed = [ipaddress.ip_address(address.split("%", 1)[0]) for address in addresses]
     for address in parsed:
-        rule = policy.blocking_rule(address)
-        if rule:
-            logger.warning("guard rejected %s (%s, rule %s)", url, address, rule)
-            raise rejection(url, host, str(address), rule)
+        blocked = policy.blocking(address)
+        if blocked:
+            rule, judged = blocked
+            logger.info("guard rejected %s (%s, rule %s)", url, judged, rule)
+            raise rejection(url, host, str(judged), rule)
     return parsed
 
 
@@ -256,20 +269,10 @@ def check_target(
     try:
         addresses = resolve(host, port, resolver)
     except OSError as error:
-        raise TargetRejected(
-            f"The network guard rejected {url}: its host {host} could not be "
-            f"resolved ({error}). Check the host name.",
-            url=url,
-            rule="unresolved",
-            address="",
-        ) from error
+        reason = f"its host {host} could not be resolved ({error}). Check the name."
+        raise _rejected(url, reason, "unresolved") from error
     if not addresses:
-        raise TargetRejected(
-            f"The network guard rejected {url}: its host {host} has no address.",
-            url=url,
-            rule="unresolved",
-            address="",
-        )
+        raise _rejected(url, f"its host {host} has no address.", "unresolved")
     return check_addresses(url, host, addresses, policy)
 
 
@@ -284,7 +287,9 @@ class TargetChecker:
     def __call__(self, url: str) -> str | None:
         """Return why the guard rejects a URL, or None when it passes."""
         verdict = self.verdict(url)
-        return None if verdict is None else f"is rejected by the guard: {verdict}"
+        if verdict is None:
+            return None
+        return f"is rejected by the network guard: {verdict.reason}"
 
     def verdict(self, url: str) -> TargetRejected | None:
         """Return the guard's rejection of a URL, or None when it passes."""

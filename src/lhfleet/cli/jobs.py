@@ -26,6 +26,13 @@ from lhfleet.cli.common import (
     stderr,
     stdout,
 )
+from lhfleet.cli.input_options import (
+    InputOptions,
+    gather_plan,
+    guard_browser,
+    input_options,
+    print_plan,
+)
 from lhfleet.errors import (
     InvalidSettingError,
     JobDeadlineError,
@@ -98,7 +105,7 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     "-i",
     "--input",
     "input_file",
-    help="Read URLs from a file, one per line ('-' for stdin).",
+    help="Read URLs from a file ('-' for stdin): one per line, CSV or JSON.",
 )
 @click.option("--runs", default=3, show_default=True, help="Runs per URL.")
 @click.option(
@@ -144,6 +151,7 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     is_flag=True,
     help="Leave the embedded screenshots out of the stored JSON reports.",
 )
+@input_options
 @drive_options
 @handle_errors
 def run(
@@ -159,6 +167,7 @@ def run(
     ignore_certificate_errors: bool,
     strip_screenshots: bool,
     drive: DriveOptions,
+    inputs: InputOptions,
 ) -> None:
     """Audit URLS (and those in --input), RUNS times each, and keep every report."""
     settings = JobSettings(
@@ -174,13 +183,18 @@ def run(
         strip_screenshots=strip_screenshots,
     )
     service.validate_settings(settings)
-    secrets = JobSecrets(extra_headers=parse_extra_headers(extra_headers))
-    url_list = gather_urls(urls, input_file)
+    headers = inputs.headers(parse_extra_headers(extra_headers))
+    secrets = JobSecrets(extra_headers=headers)
+    plan = gather_plan(urls, input_file, inputs, headers, not ignore_certificate_errors)
+    if inputs.dry_run:
+        print_plan(plan, drive.as_json)
+        return
+    settings = guard_browser(settings, inputs)
     runtime = find_runtime()
     workspace = open_workspace(drive.data_dir)
-    job = service.submit(workspace, url_list, settings, secrets)
+    job = service.submit(workspace, plan.targets, settings, secrets)
     stderr.print(
-        f"Job [bold]{job.id}[/bold]: {len(url_list)} URLs × {runs} runs = "
+        f"Job [bold]{job.id}[/bold]: {len(plan.entries)} URLs × {runs} runs = "
         f"{job.total} runs, {drive.slots} at a time"
     )
     _drive_and_report(workspace, job.id, drive, runtime)

@@ -148,7 +148,7 @@ def _settle_rejected(plan: InputPlan, skip_invalid: bool) -> None:
             "--skip-invalid to leave them out:\n  " + "\n  ".join(shown)
         )
     for rejected in plan.rejected:
-        logger.warning("skipped invalid input %s", rejected)
+        logger.info("skipped invalid input %s", rejected)
     plan.notices.append(
         f"Skipped {len(plan.rejected)} invalid lines:\n  " + "\n  ".join(shown)
     )
