@@ -197,10 +197,17 @@ def gather_plan(
     input_file: str | None,
     inputs: InputOptions,
     headers: Mapping[str, str],
-    verify_tls: bool,
+    settings: JobSettings,
 ) -> InputPlan:
-    """Read, check and normalize every URL source; print the notices on stderr."""
+    """Read, check and normalize every URL source; print the notices on stderr.
+
+    Sitemaps and crawls are fetched with the job's headers, and accept
+    invalid certificates when the job does.
+    """
     policy = inputs.policy()
+    if policy is not None:
+        check_chrome_flags(settings.chrome_flags)
+    verify_tls = not settings.ignore_certificate_errors
     fetcher = Fetcher(policy=policy, headers=headers, verify_tls=verify_tls)
     check = TargetChecker(policy) if policy else None
     plan = collect(inputs.request(urls, input_file), fetcher, check=check)

@@ -185,7 +185,7 @@ def run(
     service.validate_settings(settings)
     headers = inputs.headers(parse_extra_headers(extra_headers))
     secrets = JobSecrets(extra_headers=headers)
-    plan = gather_plan(urls, input_file, inputs, headers, not ignore_certificate_errors)
+    plan = gather_plan(urls, input_file, inputs, headers, settings)
     if inputs.dry_run:
         print_plan(plan, drive.as_json)
         return
