@@ -15,7 +15,7 @@ unspecified        0.0.0.0/8, ::/128 (Linux connects 0.0.0.0 to loopback)
 multicast          224.0.0.0/4, ff00::/8
 loopback           127.0.0.0/8, ::1
 private            10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7
-non-global         any other address that ``ipaddress`` says is not global
+non-global         any other address that ``ipaddress`` finds is not global
 =================  ==========================================================
 
 ``GuardPolicy.allowed_networks`` lifts the last three rules for the
@@ -114,7 +114,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 @dataclass(frozen=True)
 class GuardPolicy:
-    """What the guard lets through besides public addresses."""
+    """The networks the guard lets through besides public addresses."""
 
     allowed_networks: tuple[IPNetwork, ...] = field(default=())
 
@@ -331,7 +331,7 @@ def check_chrome_flags(flags: Iterable[str]) -> None:
 
 
 def report_urls(lhr: dict[str, Any]) -> list[str]:
-    """Return every http(s) URL a Lighthouse result says the page requested.
+    """Return every http(s) URL that a Lighthouse result lists as requested.
 
     These are the requested, main-document and final URLs, and each request
     of the ``network-requests`` audit, redirect hops included. That audit is
@@ -356,7 +356,7 @@ def check_report(
 ) -> list[TargetRejected]:
     """Return a rejection per host of the result's requests that the guard blocks.
 
-    Run after an audit: a non-empty answer means the page reached a blocked
+    Run after an audit: a non-empty list means the page reached a blocked
     range (through a redirect, say), and the run's report should be dropped.
     Hosts are resolved again, so a host whose DNS answer changed since the
     request may pass here; the guard proxy is what prevents those requests.

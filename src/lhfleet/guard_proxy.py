@@ -2,10 +2,10 @@
 
 Chrome started with ``GuardProxy.chrome_flags()`` sends every request
 through this proxy: page loads, redirect hops, subresources, fetches and
-WebSocket tunnels. For each one the proxy resolves the host itself, checks
-every address with the guard, and connects only to an address it checked,
-so neither a redirect nor a DNS answer that changes between check and
-connection reaches a blocked range. A rejected request gets a 403 whose
+WebSocket tunnels. For each one the proxy resolves the host itself and
+checks every address with the guard. It connects only to an address it
+checked, so neither a redirect nor a DNS answer that changes between check
+and connection reaches a blocked range. A rejected request gets a 403 whose
 body names the URL and the rule, and is kept in ``rejections``.
 
 The flags also send loopback requests through the proxy (Chrome bypasses
@@ -165,7 +165,7 @@ class GuardProxy:
     async def _open_checked(
         self, url: str, writer: asyncio.StreamWriter
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """Connect to a checked address of the URL's host, or answer with an error."""
+        """Connect to a checked address of the URL's host, or respond with an error."""
         loop = asyncio.get_running_loop()
         try:
             host, port = guard.host_and_port(url)
@@ -267,7 +267,7 @@ def _origin_form(method: str, url: str, lines: list[bytes]) -> bytes:
 
 
 def _closing_head(head: bytes) -> bytes:
-    """Return a response head that tells the client the connection will close."""
+    """Return a response head with ``Connection: close`` in place of hop headers."""
     lines = [line for line in head.split(b"\r\n") if line]
     kept = [lines[0]] + [
         line for line in lines[1:] if _header_name(line) not in _HOP_HEADERS

@@ -1,4 +1,4 @@
-"""``lhfleet run`` with the input options, stopped before any audit by --dry-run."""
+"""``lhfleet run`` with the input options; every test stops before an audit starts."""
 
 from __future__ import annotations
 

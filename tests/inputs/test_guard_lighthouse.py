@@ -1,8 +1,8 @@
 """The guard against a real browser: a page on loopback redirects into a blocked range.
 
-The page on 127.0.0.1 stands for a public site (the policy allows it); it
-answers with a redirect to 127.0.0.2, a loopback address the policy does
-not allow, where the test serves the page that must not be reached.
+The page on 127.0.0.1 is the public site, because the policy allows it. It
+responds with a redirect to 127.0.0.2, a loopback address that the policy
+does not allow, where the test serves the page that must not be reached.
 """
 
 from __future__ import annotations

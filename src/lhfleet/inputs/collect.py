@@ -28,7 +28,7 @@ DEFAULT_MAX_PAGES = 100
 
 @dataclass(frozen=True)
 class InputRequest:
-    """Where a job's URLs come from and how they are checked."""
+    """The sources of a job's URLs and the options that check them."""
 
     urls: tuple[str, ...] = ()
     input_file: str | None = None
@@ -122,16 +122,16 @@ def _filtered(
 ) -> list[SourceLine]:
     """Apply --include and --exclude to sitemap pages; invalid ones stay for checks."""
     options = request.crawl_options
-    kept = []
+    accepted = []
     for line in lines:
         try:
             url = normalize_url(line.text)
         except URLProblem:
-            kept.append(line)
+            accepted.append(line)
             continue
         if options.accepts(url):
-            kept.append(line)
-    dropped = len(lines) - len(kept)
+            accepted.append(line)
+    dropped = len(lines) - len(accepted)
     if dropped:
         notices.append(f"Left out {dropped} sitemap pages by --include or --exclude.")
-    return kept
+    return accepted

@@ -2,7 +2,8 @@
 
 The crawl is breadth-first and stays on the start URL's origin (scheme,
 host and port); links to other origins are counted and left out. It obeys
-robots.txt (RFC 9309) for the user agent ``lhfleet`` unless told not to:
+robots.txt (RFC 9309) for the user agent ``lhfleet`` unless
+``ignore_robots`` is set:
 a robots.txt answered with 4xx allows everything, and one that fails to
 load (5xx or a network error) disallows everything. A ``Crawl-delay`` is
 honoured up to ``max_crawl_delay`` seconds.
@@ -36,7 +37,7 @@ ROBOTS_AGENT = "lhfleet"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 MAX_ROBOTS_BYTES = 500 * 1024
-"""RFC 9309 asks crawlers to parse at least 500 KiB of robots.txt."""
+"""RFC 9309 sets a crawler's parsing limit for robots.txt at 500 KiB or more."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class Crawler:
             logger.warning("robots.txt of %s failed to load: %s", start, error)
             return RobotsRules(None, allow=False)
         if response.status >= 500:
-            logger.warning("robots.txt of %s answered %d", start, response.status)
+            logger.warning("robots.txt of %s returned HTTP %d", start, response.status)
             return RobotsRules(None, allow=False)
         if not response.ok:
             return RobotsRules(None, allow=True)

@@ -39,10 +39,10 @@ class SourceLine:
     label: str | None = None
     meta: dict[str, Any] | None = None
     unit: str = "line"
-    """What ``line`` counts: ``line``, ``row``, ``item`` or ``entry``."""
+    """The unit of ``line``: ``line``, ``argument``, ``item``, ``entry`` or ``page``."""
 
     problem: str | None = None
-    """Why the row or item has no usable URL, found while reading it."""
+    """The reason the row or item has no usable URL, found while reading it."""
 
     @property
     def where(self) -> str:
@@ -221,8 +221,8 @@ def _json_item(name: str, number: int, item: Any) -> SourceLine:
     url, label, meta = item.get("url"), item.get("label"), item.get("meta")
     wrong = _json_item_problem(url, label, meta)
     if wrong or not isinstance(url, str):
-        shown = json.dumps(item)[:200]
-        return SourceLine(name, number, shown, unit="item", problem=wrong)
+        excerpt = json.dumps(item)[:200]
+        return SourceLine(name, number, excerpt, unit="item", problem=wrong)
     rest = {key: value for key, value in item.items() if key not in _JSON_KEYS}
     merged = {**rest, **(meta or {})}
     return SourceLine(name, number, url.strip(), label, merged or None, "item")

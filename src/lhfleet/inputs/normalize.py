@@ -45,7 +45,7 @@ _DECIMAL = re.compile(r"^[0-9]+$")
 
 
 class URLProblem(ValueError):
-    """Why a URL cannot be audited, as a phrase that follows the URL."""
+    """The reason a URL cannot be audited, phrased to follow the URL in a message."""
 
 
 def normalize_url(text: str) -> str:
@@ -190,7 +190,7 @@ def parse_ipv4(host: str) -> str | None:
 
     Browsers read a host whose last label is a number as an IPv4 address in
     decimal, octal (leading 0) or hex (0x) parts, so ``http://0x7f.1/`` is
-    ``127.0.0.1``; such a host that is not a valid address is invalid.
+    ``127.0.0.1``. Such a host that is not a valid address is invalid.
     """
     parts = host.split(".")
     if len(parts) > 1 and parts[-1] == "":

@@ -30,7 +30,7 @@ Check = Callable[[str], str | None]
 
 
 class Duplicates(enum.StrEnum):
-    """What to do with lines whose URLs are equal after normalization."""
+    """The handling of lines whose URLs are equal after normalization."""
 
     MERGE = "merge"
     """Audit the URL once, with the first line's label and metadata."""

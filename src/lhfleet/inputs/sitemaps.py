@@ -1,7 +1,7 @@
 """Reading the page URLs of sitemaps and sitemap indexes, from URLs or files.
 
 A sitemap is the XML format of sitemaps.org (``urlset``), an index of
-sitemaps (``sitemapindex``), or a text file of one URL per line; any of
+sitemaps (``sitemapindex``), or a text file of one URL per line. Any of
 them may be gzipped, which is recognized by its first bytes rather than by
 its name. Indexes are followed to their sitemaps, each read once, up to
 ``MAX_DEPTH`` levels. Reading stops at the page limit. A sitemap listed in
