@@ -53,6 +53,23 @@ class JobSettings:
     strip_screenshots: bool = False
     """Leave the embedded screenshots out of the stored JSON reports."""
 
+    representative: str = "lighthouse"
+    """How each URL's representative run is chosen: ``lighthouse`` (its FCP and
+    TTI rule) or the key of a score or metric whose median the run is closest to."""
+
+    max_runs: int | None = None
+    """With ``runs = auto``: the most runs per URL; ``runs`` is then the fewest."""
+
+    spread_target: str = "performance:cv=0.05"
+    """The spread a URL must stay within to be trusted, and to stop adding runs."""
+
+    host_benchmark_index: float | None = None
+    """The host's idle ``benchmarkIndex`` when the job was submitted, if calibrated."""
+
+    contention_ratio: float = 0.8
+    """A run whose ``benchmarkIndex`` is below this share of the idle figure is
+    marked as measured on a contended host."""
+
     @property
     def max_attempts(self) -> int:
         return self.retries + 1
@@ -67,6 +84,11 @@ class JobSettings:
             "retries": self.retries,
             "ignore_certificate_errors": self.ignore_certificate_errors,
             "strip_screenshots": self.strip_screenshots,
+            "representative": self.representative,
+            "max_runs": self.max_runs,
+            "spread_target": self.spread_target,
+            "host_benchmark_index": self.host_benchmark_index,
+            "contention_ratio": self.contention_ratio,
         }
 
     @classmethod
@@ -80,7 +102,25 @@ class JobSettings:
             retries=int(data["retries"]),
             ignore_certificate_errors=bool(data.get("ignore_certificate_errors")),
             strip_screenshots=bool(data.get("strip_screenshots")),
+            representative=str(data.get("representative") or "lighthouse"),
+            max_runs=_optional_int(data.get("max_runs")),
+            spread_target=str(data.get("spread_target") or "performance:cv=0.05"),
+            host_benchmark_index=_optional_float(data.get("host_benchmark_index")),
+            contention_ratio=float(data.get("contention_ratio") or 0.8),
         )
+
+    @property
+    def adaptive(self) -> bool:
+        """True when runs are added per URL until its spread target is met."""
+        return self.max_runs is not None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

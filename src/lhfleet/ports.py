@@ -28,6 +28,10 @@ class Settlement:
     completed_job: bool
     """True for the one write that settled the job's last run."""
 
+    added_run: str | None = None
+    """The id of the run that this write queued for a URL still over its spread
+    target (adaptive jobs only); added in the same transaction as the settle."""
+
 
 @dataclass(frozen=True)
 class Failure:

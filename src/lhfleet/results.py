@@ -9,10 +9,11 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
-from lhfleet.aggregate import medians, representative_run
+from lhfleet.aggregate import choose_representative, medians
 from lhfleet.lhr import METRIC_AUDITS
-from lhfleet.models import CATEGORIES, Job, Run, RunState
+from lhfleet.models import CATEGORIES, Job, JobSettings, Run, RunState
 from lhfleet.ports import JobStore, ReportStore
+from lhfleet.stats import SpreadTarget, check_spread, contended, url_statistics
 
 SCHEMA_VERSION = 1
 
@@ -25,7 +26,10 @@ def results_document(
     return {
         "schema_version": SCHEMA_VERSION,
         "job": job_document(job),
-        "urls": [url_document(runs, reports) for runs in runs_by_url(store, job_id)],
+        "urls": [
+            url_document(runs, reports, job.settings)
+            for runs in runs_by_url(store, job_id)
+        ],
     }
 
 
@@ -51,9 +55,17 @@ def job_document(job: Job) -> dict[str, Any]:
     }
 
 
-def url_document(runs: list[Run], reports: ReportStore) -> dict[str, Any]:
-    representative = representative_run(runs)
+def url_document(
+    runs: list[Run], reports: ReportStore, settings: JobSettings | None = None
+) -> dict[str, Any]:
+    settings = settings or JobSettings()
+    representative = choose_representative(runs, settings.representative)
     valid = sum(run.state is RunState.SUCCEEDED for run in runs)
+    spread = check_spread(runs, SpreadTarget.parse(settings.spread_target))
+    flags = [
+        contended(run, settings.host_benchmark_index, settings.contention_ratio)
+        for run in runs
+    ]
     return {
         "url": runs[0].url,
         "url_index": runs[0].url_index,
@@ -63,7 +75,29 @@ def url_document(runs: list[Run], reports: ReportStore) -> dict[str, Any]:
         "total_runs": len(runs),
         "representative_run": representative.id if representative else None,
         "median": medians(runs),
-        "runs": [run_document(run, reports) for run in runs],
+        "runs": [
+            {**run_document(run, reports), "contended": flag}
+            for run, flag in zip(runs, flags, strict=True)
+        ],
+        "representative_rule": settings.representative,
+        "statistics": url_statistics(runs),
+        "spread": spread.to_dict(),
+        "noisy": not spread.met,
+        "contended_runs": sum(flag is True for flag in flags),
+        "adaptive": _adaptive(runs, settings, spread.met),
+    }
+
+
+def _adaptive(
+    runs: list[Run], settings: JobSettings, met: bool
+) -> dict[str, Any] | None:
+    if settings.max_runs is None:
+        return None
+    return {
+        "min_runs": settings.runs,
+        "max_runs": settings.max_runs,
+        "runs": len(runs),
+        "target_met": met,
     }
 
 

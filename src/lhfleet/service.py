@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lhfleet import codes
+from lhfleet.aggregate import check_settings
 from lhfleet.auditor import Auditor, sweep_scratch
 from lhfleet.dispatch.local import LocalDispatcher
 from lhfleet.errors import InvalidSettingError
@@ -101,6 +102,7 @@ def validate_settings(settings: JobSettings) -> None:
         )
     if settings.retries < 0:
         raise InvalidSettingError(f"--retries is {settings.retries}; use 0 or more.")
+    check_settings(settings, MAX_RUNS)
 
 
 def submit(

@@ -138,6 +138,13 @@ class RunExecutor:
             )
         elif settlement.settled:
             logger.info("run %s %s after %.1f s", run.id, what, result.duration)
+            if settlement.added_run:
+                logger.info(
+                    "run %s: %s is still noisy; queued run %s",
+                    run.id,
+                    run.url,
+                    settlement.added_run,
+                )
         else:
             logger.warning(
                 "run %s attempt %d %s; retrying: %s",

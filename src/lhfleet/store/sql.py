@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
 from lhfleet.errors import NotFoundError, StoreError
@@ -32,6 +33,7 @@ from lhfleet.models import (
     run_id,
 )
 from lhfleet.ports import Failure, JobStore, Settlement
+from lhfleet.stats import needs_more_runs
 from lhfleet.store.schema import jobs, runs
 
 logger = logging.getLogger(__name__)
@@ -244,21 +246,67 @@ class SqlJobStore(JobStore):
                 runs.c.lease_owner == owner,
             )
             .values(lease_owner=None, lease_expires=None, **values)
-            .returning(runs.c.job_id)
+            .returning(runs.c.job_id, runs.c.url_index)
         )
         with self.engine.begin() as conn:
-            job_id = conn.execute(statement).scalar()
-            if job_id is None:
+            row = conn.execute(statement).first()
+            if row is None:
                 return Settlement(recorded=False, settled=False, completed_job=False)
             if counter is None:
                 return Settlement(recorded=True, settled=False, completed_job=False)
-            conn.execute(
+            job_id, url_index = row
+            settings = conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id)
                 .values({counter.name: counter + 1})
-            )
+                .returning(jobs.c.settings)
+            ).scalar_one()
+            added = self._add_run_if_noisy(conn, job_id, url_index, settings)
             completed = self._complete_if_done(conn, job_id, now)
-        return Settlement(recorded=True, settled=True, completed_job=completed)
+        return Settlement(
+            recorded=True, settled=True, completed_job=completed, added_run=added
+        )
+
+    def _add_run_if_noisy(
+        self, conn: Connection, job_id: str, url_index: int, settings: dict[str, Any]
+    ) -> str | None:
+        """Queue one more run of a URL of an adaptive job that is still too noisy.
+
+        Runs in the settling transaction, after the job row's counter update
+        has locked it, and before the completion check: a job can never be
+        completed by the settle that adds a run. The new run's id is
+        deterministic, so two racing settles collide on the primary key
+        instead of adding two runs; only an insert that happened raises the
+        job's total.
+        """
+        job_settings = JobSettings.from_dict(settings)
+        if not job_settings.adaptive:
+            return None
+        rows = conn.execute(
+            runs.select()
+            .where(runs.c.job_id == job_id, runs.c.url_index == url_index)
+            .order_by(runs.c.run_index)
+        ).all()
+        url_runs = [_run(row) for row in rows]
+        if not needs_more_runs(job_settings, url_runs):
+            return None
+        first = url_runs[0]
+        target = Target(first.url, first.label, first.meta)
+        values = _new_run(job_id, url_index, target, url_runs[-1].index + 1)
+        insert = _insert_or_ignore(conn).values(values)
+        if conn.execute(insert).rowcount != 1:
+            return None
+        conn.execute(
+            jobs.update().where(jobs.c.id == job_id).values(total=jobs.c.total + 1)
+        )
+        logger.info(
+            "job %s: URL %d is over its spread target after %d runs; queued run %s",
+            job_id,
+            url_index,
+            len(url_runs),
+            values["id"],
+        )
+        return str(values["id"])
 
     @staticmethod
     def _complete_if_done(conn: Connection, job_id: str, now: float) -> bool:
@@ -430,6 +478,12 @@ def _make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _insert_or_ignore(conn: Connection) -> Any:
+    """Return an INSERT into runs that does nothing when the run id exists."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(runs).on_conflict_do_nothing(index_elements=[runs.c.id])
 
 
 def _due(now: float) -> sa.ColumnElement[bool]:
