@@ -6,7 +6,8 @@
     │   │   └── TargetRejected   the network guard rejected a URL's address
     │   ├── InvalidSettingError  an option or setting out of range
     │   ├── InputTooLargeError   an input over a limit (URLs, runs, bytes)
-    │   └── InputFetchError      a sitemap, robots.txt or crawled page failed to load
+    │   ├── InputFetchError      a sitemap, robots.txt or crawled page failed to load
+    │   └── ConfigError          a config file unreadable, or with a bad or unknown key
     ├── NotFoundError            a job or run id that the store does not have
     ├── JobNotFinished           a job's results were asked for before it completed
     ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
@@ -14,6 +15,8 @@
     ├── StoreError               the job store failed or has a newer schema
     │   └── AwsServiceError      an AWS service call failed (DynamoDB, S3, SQS, SNS)
     ├── JobInterrupted           the job was stopped before every run settled
+    ├── AssertionsFailed         an error-level assertion (budget) failed (exit 1)
+    ├── RegressionFound          compare found a significant regression (exit 1)
     └── JobDeadlineError         --max-duration passed; unfinished runs failed
 
 Each message says what failed, on which value, and what to do next.
@@ -106,3 +109,19 @@ class JobDeadlineError(LhfleetError):
     """The job's time limit passed; its unfinished runs were settled as failed."""
 
     exit_code = 5
+
+
+class ConfigError(UsageError):
+    """A config file (lhfleet.toml, lighthouserc.json) that cannot be used."""
+
+
+class AssertionsFailed(LhfleetError):
+    """At least one error-level assertion failed; the failures were printed."""
+
+    exit_code = 1
+
+
+class RegressionFound(LhfleetError):
+    """``lhfleet compare`` found a significant regression; it was printed."""
+
+    exit_code = 1
