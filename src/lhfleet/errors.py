@@ -13,7 +13,8 @@
     ├── EnvironmentProblem       Node, Lighthouse or Chromium missing or broken
     │   └── ChromeLaunchError    Chromium would not start, so the job stopped
     ├── StoreError               the job store failed or has a newer schema
-    │   └── AwsServiceError      an AWS service call failed (DynamoDB, S3, SQS, SNS)
+    │   ├── AwsServiceError      an AWS service call failed (DynamoDB, S3, SQS, SNS)
+    │   └── BrokerError          the Celery broker refused or lost a message
     ├── JobInterrupted           the job was stopped before every run settled
     ├── AssertionsFailed         an error-level assertion (budget) failed (exit 1)
     ├── RegressionFound          compare found a significant regression (exit 1)
@@ -97,6 +98,10 @@ class StoreError(LhfleetError):
 
 class AwsServiceError(StoreError):
     """An AWS service call of the AWS engine failed after boto3's own retries."""
+
+
+class BrokerError(StoreError):
+    """The cluster engine could not publish to its Celery broker (Redis, RabbitMQ)."""
 
 
 class JobInterrupted(LhfleetError):
