@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,15 +64,52 @@ ENVIRONMENT = {
 }
 
 
+class EmulatorGate:
+    """Caps how many invocations talk to the emulator at once.
+
+    moto's server is one Python process, and a thousand callers at once
+    starve each of its request threads of the GIL until their calls time
+    out. An invocation holds the gate while it calls AWS and lets go of it
+    during its audit, so every invocation can be auditing at the same time.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.slots = threading.BoundedSemaphore(size)
+        self.local = threading.local()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self.slots:
+            self.local.held = True
+            try:
+                yield
+            finally:
+                self.local.held = False
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        if not getattr(self.local, "held", False):
+            yield
+            return
+        self.slots.release()
+        try:
+            yield
+        finally:
+            self.slots.acquire()
+
+
 class StandInAuditor(Auditor):
     """A stand-in for Lighthouse: waits, then returns a small canned result."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, gate: EmulatorGate) -> None:
         super().__init__(
             Runtime(Path("node"), Path("lh"), Path("gen"), Path("chrome")), Path()
         )
+        self.gate = gate
         self.seconds = seconds
         self.audits = 0
+        self.auditing = 0
+        self.peak = 0
         self.lock = threading.Lock()
 
     def audit(
@@ -81,7 +119,13 @@ class StandInAuditor(Auditor):
         owner: str,
         cancel: threading.Event | None = None,
     ) -> AuditResult:
-        time.sleep(self.seconds)
+        with self.lock:
+            self.auditing += 1
+            self.peak = max(self.peak, self.auditing)
+        with self.gate.released():
+            time.sleep(self.seconds)
+        with self.lock:
+            self.auditing -= 1
         with self.lock:
             self.audits += 1
         lhr = {
@@ -119,60 +163,106 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def invoke_worker(
-    clients: AwsClients, runs: RunWorker, queue: str, arn: str, tally: Tally
-) -> bool:
-    """Run one worker invocation on one message; False when the queue was empty."""
-    response = clients.sqs.receive_message(
-        QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"]
-    )
-    messages = response.get("Messages", [])
-    if not messages:
-        return False
-    message = messages[0]
-    record = {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": "us-east-1",
-    }
-    with tally.lock:
-        tally.invocations += 1
-        number = tally.invocations
-    try:
-        result = handle_worker_event(runs, {"Records": [record]}, Context(str(number)))
-    except Exception:  # noqa: BLE001 - counted; Lambda would retry the message
-        with tally.lock:
-            tally.crashes += 1
-        return True
-    if result["batchItemFailures"]:
-        with tally.lock:
-            tally.returned += 1
-    else:
-        clients.sqs.delete_message(
-            QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"]
+class Invocations:
+    """Plays Lambda's SQS event source mapping: pollers feed concurrent invocations.
+
+    A few poller threads receive batches of up to ten messages and start one
+    invocation per message, each on its own thread, while fewer than
+    ``concurrency`` invocations are running.
+    """
+
+    def __init__(
+        self,
+        engine: AwsEngine,
+        runs: RunWorker,
+        concurrency: int,
+        tally: Tally,
+        gate: EmulatorGate,
+    ) -> None:
+        self.engine = engine
+        self.gate = gate
+        self.runs = runs
+        self.arn = queue_arn(engine.clients, engine.config.queue_url)
+        self.tally = tally
+        self.slots = threading.BoundedSemaphore(concurrency)
+        self.pool = ThreadPoolExecutor(max_workers=concurrency)
+        self.running = 0
+        self.peak = 0
+
+    def poll(self, done: threading.Event) -> None:
+        """Receive and dispatch batches until ``done`` is set."""
+        while not done.is_set():
+            taken = self._take_slots(10, done)
+            try:
+                messages = self._receive(taken)
+            except (BotoCoreError, ClientError) as error:
+                logger.warning("ReceiveMessage failed, going on: %s", error)
+                messages = []
+            for _ in range(taken - len(messages)):
+                self.slots.release()
+            for message in messages:
+                self.pool.submit(self._invoke, message)
+            if not messages:
+                done.wait(0.2)
+
+    def _take_slots(self, wanted: int, done: threading.Event) -> int:
+        taken = 0
+        while taken < wanted and not done.is_set():
+            if self.slots.acquire(timeout=0.1):
+                taken += 1
+            elif taken:
+                break
+        return taken
+
+    def _receive(self, count: int) -> list[dict[str, Any]]:
+        if count == 0:
+            return []
+        response = self.engine.clients.sqs.receive_message(
+            QueueUrl=self.engine.config.queue_url,
+            MaxNumberOfMessages=count,
+            AttributeNames=["All"],
         )
-    return True
+        return [dict(message) for message in response.get("Messages", [])]
 
-
-def worker_loop(
-    engine: AwsEngine, runs: RunWorker, job_id: str, arn: str, tally: Tally
-) -> None:
-    """Keep invoking the worker, as Lambda's poller does, until the job settles."""
-    while True:
+    def _invoke(self, message: dict[str, Any]) -> None:
+        with self.tally.lock:
+            self.tally.invocations += 1
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            number = self.tally.invocations
         try:
-            if settled(engine, job_id):
-                return
-            queue = engine.config.queue_url
-            if not invoke_worker(engine.clients, runs, queue, arn, tally):
-                time.sleep(0.2)
+            with self.gate.hold():
+                self._handle(message, number)
         except (BotoCoreError, ClientError) as error:
-            logger.warning("poller call failed, going on: %s", error)
-            time.sleep(1.0)
+            logger.warning("invocation %d failed: %s", number, error)
+            with self.tally.lock:
+                self.tally.crashes += 1
+        finally:
+            with self.tally.lock:
+                self.running -= 1
+            self.slots.release()
+
+    def _handle(self, message: dict[str, Any], number: int) -> None:
+        record = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": {},
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.arn,
+            "awsRegion": "us-east-1",
+        }
+        event = {"Records": [record]}
+        result = handle_worker_event(self.runs, event, Context(str(number)))
+        if result["batchItemFailures"]:
+            with self.tally.lock:
+                self.tally.returned += 1
+            return
+        self.engine.clients.sqs.delete_message(
+            QueueUrl=self.engine.config.queue_url,
+            ReceiptHandle=message["ReceiptHandle"],
+        )
 
 
 def settled(engine: AwsEngine, job_id: str) -> bool:
@@ -214,7 +304,8 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     clients = AwsClients("us-east-1")
     config: AwsConfig = provision(clients, "bench", visibility_timeout=60)
     engine = AwsEngine.build(config, clients)
-    auditor = StandInAuditor(arguments.audit_seconds)
+    gate = EmulatorGate(arguments.emulator_calls)
+    auditor = StandInAuditor(arguments.audit_seconds, gate)
     runs = RunWorker(engine, auditor, extra_chrome_flags=False)
     targets = [Target(f"http://site.test/page/{n}") for n in range(arguments.urls)]
     started = time.time()
@@ -233,11 +324,21 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         target=stream_loop, args=(engine, tally, stop), daemon=True
     )
     stream.start()
-    arn = queue_arn(clients, config.queue_url)
     announcements = subscribe(clients, config)
-    with ThreadPoolExecutor(max_workers=arguments.concurrency) as pool:
-        for _ in range(arguments.concurrency):
-            pool.submit(worker_loop, engine, runs, job_id, arn, tally)
+    invocations = Invocations(engine, runs, arguments.concurrency, tally, gate)
+    done = threading.Event()
+    pollers = [
+        threading.Thread(target=invocations.poll, args=(done,), daemon=True)
+        for _ in range(arguments.pollers)
+    ]
+    for poller in pollers:
+        poller.start()
+    while not settled(engine, job_id):
+        time.sleep(0.5)
+    done.set()
+    for poller in pollers:
+        poller.join()
+    invocations.pool.shutdown(wait=True)
     deadline = time.time() + 60
     while (
         "hooks_fired_at" not in engine.store.job_values(job_id)
@@ -248,6 +349,8 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     stream.join()
     result = summarize(engine, job_id, auditor, tally, started, fanned_out)
     result["completions"] = count_messages(clients, announcements)
+    result["peak_concurrent_invocations"] = invocations.peak
+    result["peak_concurrent_audits"] = auditor.peak
     return result
 
 
@@ -285,6 +388,11 @@ def summarize(
     fanned_out: float,
 ) -> dict[str, Any]:
     values = engine.store.job_values(job_id)
+    failures = Counter(
+        f"{run.error_code}: {run.error_message}"[:160]
+        for run in engine.store.iter_runs(job_id)
+        if run.error_code
+    )
     finished = [
         run.finished_at.timestamp()
         for run in engine.store.iter_runs(job_id)
@@ -301,6 +409,7 @@ def summarize(
         "crashed_invocations": tally.crashes,
         "messages_returned_to_queue": tally.returned,
         "state": values["state"],
+        "failure_reasons": dict(failures),
         "fanout_seconds": round(fanned_out - started, 2),
         "first_to_last_run_seconds": round(last_run - min(finished), 2),
         "last_run_to_completion_seconds": round(values["finished_at"] - last_run, 3),
@@ -313,6 +422,7 @@ def markdown(arguments: argparse.Namespace, result: dict[str, Any]) -> str:
     command = (
         f"python bench/aws_scale.py --urls {arguments.urls} --runs {arguments.runs} "
         f"--concurrency {arguments.concurrency} --duplicates {arguments.duplicates} "
+        f"--pollers {arguments.pollers} --emulator-calls {arguments.emulator_calls} "
         f"--audit-seconds {arguments.audit_seconds:g}"
     )
     rows = "\n".join(f"| {key} | {value} |" for key, value in result.items())
@@ -330,6 +440,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--duplicates", type=int, default=50)
+    parser.add_argument("--pollers", type=int, default=10)
+    parser.add_argument(
+        "--emulator-calls",
+        type=int,
+        default=16,
+        help="invocations calling the emulator at once (see EmulatorGate)",
+    )
     parser.add_argument("--audit-seconds", type=float, default=1.0)
     arguments = parser.parse_args()
     logging.basicConfig(
@@ -344,12 +461,17 @@ def main() -> None:
 
 @contextlib.contextmanager
 def emulator() -> Iterator[str]:
-    """Run moto's server in its own process, so it does not share our GIL."""
+    """Run moto's server in its own process, so it does not share our GIL.
+
+    It is lhfleet.aws.emulator, which answers one request at a time, because
+    moto's own threaded server lets concurrent conditional writes to one
+    item both succeed.
+    """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "lhfleet.aws.emulator", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from lhfleet.aws.config import AwsClients, AwsConfig
+from lhfleet.aws.emulator import SerialMotoServer
 from lhfleet.aws.engine import AwsEngine
 from lhfleet.aws.provision import provision
 
@@ -35,12 +35,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """Start moto's server on a free loopback port and point boto3 at it."""
+    """Start moto's server on a free loopback port and point boto3 at it.
+
+    It answers one request at a time, because moto's own threaded server
+    lets concurrent conditional writes to one item both succeed.
+    """
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    server = SerialMotoServer()
+    endpoint = server.start()
     saved = {key: os.environ.get(key) for key in [*ENVIRONMENT, "AWS_ENDPOINT_URL"]}
     os.environ.update(ENVIRONMENT, AWS_ENDPOINT_URL=endpoint)
     yield endpoint

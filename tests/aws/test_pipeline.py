@@ -202,8 +202,8 @@ def test_duplicate_delivery_settles_once(pipeline: Pipeline) -> None:
 def test_concurrent_duplicates_settle_once(pipeline: Pipeline) -> None:
     submission = pipeline.submit(urls=1, runs=1)
     job_id = submission.job.id
-    pipeline.engine.fanout.send([f"{job_id}-0-0"] * 3)
-    pollers = [threading.Thread(target=pipeline.workers.poll_once) for _ in range(4)]
+    pipeline.engine.fanout.send([f"{job_id}-0-0"] * 8)
+    pollers = [threading.Thread(target=pipeline.workers.poll_once) for _ in range(8)]
     for thread in pollers:
         thread.start()
     for thread in pollers:

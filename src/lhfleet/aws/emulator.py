@@ -1,0 +1,97 @@
+"""moto's server on loopback with one request at a time, for tests and benchmarks.
+
+moto's own threaded server answers each request in a thread without locking
+its backends, so two concurrent conditional writes to one item can both
+succeed there, which real DynamoDB never allows (its conditional writes
+are atomic per item and its transactions serializable). This server keeps
+moto's threaded connection handling but runs the application under one
+lock, which restores the atomicity that the engine relies on. Requests
+that wait on the server side, such as SQS long polling, would hold the
+lock, so callers must not use WaitTimeSeconds here.
+
+Needs moto's server (the ``dev`` extra). Run it in its own process with
+
+    python -m lhfleet.aws.emulator --port 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+logger = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def serialized(app: WsgiApp) -> WsgiApp:
+    """Return a WSGI application that runs ``app`` for one request at a time."""
+    lock = threading.Lock()
+
+    def serial_app(
+        environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        with lock:
+            return list(app(environ, start_response))
+
+    return serial_app
+
+
+class SerialMotoServer:
+    """moto's application behind one lock, served from a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        """Start serving; return the endpoint URL."""
+        app = serialized(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
+        port = self._server.server_address[1]
+        logger.info("moto server listening on %s:%s", self.host, port)
+        return f"http://{self.host}:{port}"
+
+    def wait(self) -> None:
+        """Block until the server stops."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve moto one request at a time.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    arguments = parser.parse_args()
+    server = SerialMotoServer(arguments.host, arguments.port)
+    print(server.start(), flush=True)
+    server.wait()
+
+
+if __name__ == "__main__":
+    main()
