@@ -25,6 +25,7 @@ from lhfleet.models import Run
 from lhfleet.ports import JobStore
 from lhfleet.results import runs_by_url
 from lhfleet.stats import METRIC_KEYS, higher_is_better, sample
+from lhfleet.summary import format_value
 
 logger = logging.getLogger(__name__)
 
@@ -256,3 +257,47 @@ def compare_jobs(
 def _default_keys(first: Sequence[str], second: Sequence[str]) -> tuple[str, ...]:
     categories = [category for category in first if category in second]
     return (*categories, *METRIC_KEYS)
+
+
+def format_change(key: str, value: float | None) -> str:
+    """Show a difference in the metric's unit, with its sign."""
+    if value is None:
+        return "–"
+    shown = format_value(key, abs(value))
+    return shown if shown.strip("0.,") == "" else ("+" if value > 0 else "−") + shown
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """Return a comparison as Markdown, for a pull request comment."""
+    count = len(comparison.regressions)
+    lines = [
+        f"### lhfleet: job `{comparison.job_b}` against `{comparison.job_a}`",
+        "",
+        f"**{count} significant regression{'s' if count != 1 else ''}**, "
+        f"{comparison.options.confidence:.0%} bootstrap interval of the difference "
+        f"of medians; changes under {comparison.options.min_change:.0%} or the "
+        "metric's floor are not counted.",
+    ]
+    for url in comparison.urls:
+        lines += ["", f"#### {url.url}: {url.verdict}", ""]
+        lines += ["| metric | A | B | change | interval | verdict |"]
+        lines += ["|---|---:|---:|---:|---:|---|"]
+        lines += [_markdown_row(change) for change in url.metrics]
+    for label, urls in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
+        if urls:
+            lines += ["", f"Only in job {label}: " + ", ".join(urls)]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(change: MetricChange) -> str:
+    key = change.key
+    interval = "–"
+    if change.interval:
+        low, high = change.interval
+        interval = f"{format_change(key, low)} to {format_change(key, high)}"
+    verdict = f"**{change.verdict}**" if change.verdict == REGRESSED else change.verdict
+    return (
+        f"| {key} | {format_value(key, change.median_a)} | "
+        f"{format_value(key, change.median_b)} | "
+        f"{format_change(key, change.difference)} | {interval} | {verdict} |"
+    )

@@ -59,7 +59,8 @@ def report_link(location: str | None, folder: Path) -> str | None:
     return quote(Path(relative).as_posix())
 
 
-def _fmt(key: str, value: float | None) -> str:
+def format_value(key: str, value: float | None) -> str:
+    """Show a score as 0-100, a timing in whole ms, CLS with three decimals."""
     if value is None:
         return "–"
     if key == "cls":
@@ -178,7 +179,8 @@ def _overview(document: dict[str, Any]) -> str:
     rows = []
     for entry in document["urls"]:
         cells = "".join(
-            f"<td class=num>{_fmt(key, entry['median'].get(key))}</td>" for key in keys
+            f"<td class=num>{format_value(key, entry['median'].get(key))}</td>"
+            for key in keys
         )
         rows.append(
             f"<tr class='{_flag_class(entry)}'><td><a href='#url-{entry['url_index']}'>"
@@ -241,7 +243,7 @@ def _stats_table(entry: dict[str, Any]) -> str:
         return ""
     for key, spread in entry["statistics"].items():
         cells = "".join(
-            f"<td class=num>{_fmt(key, spread[name])}</td>"
+            f"<td class=num>{format_value(key, spread[name])}</td>"
             for name in ("median", "p25", "p75", "min", "max")
         )
         cv = "–" if spread["cv"] is None else f"{spread['cv']:.1%}"
@@ -271,7 +273,8 @@ def _runs_table(entry: dict[str, Any], folder: Path) -> str:
         rows.append(
             f"<tr><td><code>{escape(run['id'])}</code></td>"
             f"<td>{escape(_state(run))}</td>"
-            f"<td class=num>{_fmt('benchmark_index', run['benchmark_index'])}</td>"
+            f"<td class=num>{format_value('benchmark_index', run['benchmark_index'])}"
+            "</td>"
             f"<td>{' '.join(marks)}</td><td>{report}</td></tr>"
         )
     return (
@@ -307,7 +310,7 @@ def results_markdown(document: dict[str, Any]) -> str:
             + " | ".join(
                 [
                     _md(entry["url"]),
-                    *(_fmt(key, entry["median"].get(key)) for key in keys),
+                    *(format_value(key, entry["median"].get(key)) for key in keys),
                     f"{entry['valid_runs']}/{entry['total_runs']}",
                     shown,
                     _md_flags(entry),

@@ -14,6 +14,7 @@ import sys
 
 import click
 
+from lhfleet.cli.analyze import assert_, calibrate, compare, report
 from lhfleet.cli.aws import aws
 from lhfleet.cli.common import EXIT_HELP
 from lhfleet.cli.doctor import doctor
@@ -42,3 +43,5 @@ def main(verbose: int) -> None:
 for command in (run, resume, retry, prune, jobs, status, results, doctor):
     main.add_command(command)
 main.add_command(aws)
+for command in (compare, assert_, report, calibrate):
+    main.add_command(command)

@@ -15,6 +15,7 @@ import click
 
 from lhfleet import codes, service
 from lhfleet import console as views
+from lhfleet.cli.analyze import RUNS, AnalysisOptions, analysis_options, config_option
 from lhfleet.cli.common import (
     EXIT_HELP,
     DriveOptions,
@@ -107,7 +108,14 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     "input_file",
     help="Read URLs from a file ('-' for stdin): one per line, CSV or JSON.",
 )
-@click.option("--runs", default=3, show_default=True, help="Runs per URL.")
+@click.option(
+    "--runs",
+    type=RUNS,
+    default="3",
+    show_default=True,
+    help="Runs per URL, or auto: from --min-runs until --target-spread is met, "
+    "at most --max-runs.",
+)
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
@@ -152,12 +160,14 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     help="Leave the embedded screenshots out of the stored JSON reports.",
 )
 @input_options
+@analysis_options
+@config_option
 @drive_options
 @handle_errors
 def run(
     urls: tuple[str, ...],
     input_file: str | None,
-    runs: int,
+    runs: int | str,
     preset: str,
     categories: str,
     timeout: float,
@@ -166,12 +176,13 @@ def run(
     extra_headers: str | None,
     ignore_certificate_errors: bool,
     strip_screenshots: bool,
+    analysis: AnalysisOptions,
     drive: DriveOptions,
     inputs: InputOptions,
 ) -> None:
     """Audit URLS (and those in --input), RUNS times each, and keep every report."""
     settings = JobSettings(
-        runs=runs,
+        runs=1,
         preset=preset,
         categories=tuple(
             part.strip() for part in categories.split(",") if part.strip()
@@ -182,6 +193,7 @@ def run(
         ignore_certificate_errors=ignore_certificate_errors,
         strip_screenshots=strip_screenshots,
     )
+    settings = analysis.apply(settings, runs)
     service.validate_settings(settings)
     headers = inputs.headers(parse_extra_headers(extra_headers))
     secrets = JobSecrets(extra_headers=headers)
@@ -192,12 +204,14 @@ def run(
     settings = guard_browser(settings, inputs)
     runtime = find_runtime()
     workspace = open_workspace(drive.data_dir)
+    settings = analysis.with_host(settings, workspace, runtime)
     job = service.submit(workspace, plan.targets, settings, secrets)
     stderr.print(
         f"Job [bold]{job.id}[/bold]: {len(plan.entries)} URLs × {runs} runs = "
         f"{job.total} runs, {drive.slots} at a time"
     )
     _drive_and_report(workspace, job.id, drive, runtime)
+    analysis.check(workspace, job.id)
 
 
 @click.command(epilog=EXIT_HELP)

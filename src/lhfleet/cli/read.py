@@ -18,6 +18,7 @@ from lhfleet.cli.common import (
     stdout,
 )
 from lhfleet.results import results_csv
+from lhfleet.summary import results_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "markdown"]),
     default="table",
     show_default=True,
 )
@@ -59,6 +60,8 @@ def results(
         document["urls"] = [entry for entry in document["urls"] if entry["runs"]]
     if output_format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    elif output_format == "markdown":
+        sys.stdout.write(results_markdown(document))
     elif failed:
         stdout.print(views.failures_table(document))
     else:
