@@ -55,7 +55,10 @@ def watch(
             worker.join(timeout=POLL_SECONDS)
             job = read_job()
             progress.update(
-                task, completed=job.succeeded + job.failed, failed=job.failed
+                task,
+                total=job.total,
+                completed=job.succeeded + job.failed,
+                failed=job.failed,
             )
 
 
