@@ -293,8 +293,8 @@ class SqlJobStore(JobStore):
         first = url_runs[0]
         target = Target(first.url, first.label, first.meta)
         values = _new_run(job_id, url_index, target, url_runs[-1].index + 1)
-        insert = _insert_or_ignore(conn).values(values)
-        if conn.execute(insert).rowcount != 1:
+        insert = _insert_or_ignore(conn).values(values).returning(runs.c.id)
+        if conn.execute(insert).scalar() is None:
             return None
         conn.execute(
             jobs.update().where(jobs.c.id == job_id).values(total=jobs.c.total + 1)
