@@ -20,6 +20,7 @@ from lhfleet.cli.common import EXIT_HELP
 from lhfleet.cli.doctor import doctor
 from lhfleet.cli.jobs import prune, resume, retry, run
 from lhfleet.cli.read import jobs, results, status
+from lhfleet.cli.worker import worker
 
 
 @click.group(epilog=EXIT_HELP)
@@ -45,3 +46,4 @@ for command in (run, resume, retry, prune, jobs, status, results, doctor):
 main.add_command(aws)
 for command in (compare, assert_, report, calibrate):
     main.add_command(command)
+main.add_command(worker)

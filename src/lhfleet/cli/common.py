@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from lhfleet import service
+from lhfleet import engines, service
 from lhfleet.errors import (
     InvalidSettingError,
     LhfleetError,
@@ -65,8 +65,12 @@ def handle_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_workspace(data_dir: Path | None) -> service.Workspace:
-    workspace = service.Workspace.open(data_dir or service.default_data_dir())
+def open_workspace(
+    data_dir: Path | None, spec: engines.EngineSpec | None = None
+) -> service.Workspace:
+    """Open the job and report stores that the options and LHFLEET_* name."""
+    spec = spec or engines.EngineSpec.resolve(data_dir=data_dir)
+    workspace = engines.open_workspace(spec)
     _log_to_file(workspace.data_dir / "lhfleet.log")
     return workspace
 

@@ -34,6 +34,12 @@ from lhfleet.cli.input_options import (
     input_options,
     print_plan,
 )
+from lhfleet.cli.worker import (
+    EngineOptions,
+    engine_options,
+    resume_on_cluster,
+    run_on_cluster,
+)
 from lhfleet.errors import (
     InvalidSettingError,
     JobDeadlineError,
@@ -163,6 +169,7 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
 @analysis_options
 @config_option
 @drive_options
+@engine_options
 @handle_errors
 def run(
     urls: tuple[str, ...],
@@ -179,6 +186,7 @@ def run(
     analysis: AnalysisOptions,
     drive: DriveOptions,
     inputs: InputOptions,
+    engine: EngineOptions,
 ) -> None:
     """Audit URLS (and those in --input), RUNS times each, and keep every report."""
     settings = JobSettings(
@@ -202,8 +210,11 @@ def run(
         print_plan(plan, drive.as_json)
         return
     settings = guard_browser(settings, inputs)
+    if engine.spec(drive.data_dir).distributed:
+        run_on_cluster(engine, drive, plan.targets, settings, secrets)
+        return
     runtime = find_runtime()
-    workspace = open_workspace(drive.data_dir)
+    workspace = open_workspace(drive.data_dir, engine.spec(drive.data_dir))
     settings = analysis.with_host(settings, workspace, runtime)
     job = service.submit(workspace, plan.targets, settings, secrets)
     stderr.print(
@@ -217,10 +228,14 @@ def run(
 @click.command(epilog=EXIT_HELP)
 @click.argument("job_id")
 @drive_options
+@engine_options
 @handle_errors
-def resume(job_id: str, drive: DriveOptions) -> None:
+def resume(job_id: str, drive: DriveOptions, engine: EngineOptions) -> None:
     """Finish a job that was interrupted, without redoing settled runs."""
-    workspace = open_workspace(drive.data_dir)
+    if engine.spec(drive.data_dir).distributed:
+        resume_on_cluster(engine, drive, job_id)
+        return
+    workspace = open_workspace(drive.data_dir, engine.spec(drive.data_dir))
     workspace.store.get_job(job_id)
     _drive_and_report(workspace, job_id, drive, find_runtime())
 
@@ -228,14 +243,18 @@ def resume(job_id: str, drive: DriveOptions) -> None:
 @click.command(epilog=EXIT_HELP)
 @click.argument("job_id")
 @drive_options
+@engine_options
 @handle_errors
-def retry(job_id: str, drive: DriveOptions) -> None:
+def retry(job_id: str, drive: DriveOptions, engine: EngineOptions) -> None:
     """Run a job's failed runs (its dead letters) again, with fresh attempts."""
-    workspace = open_workspace(drive.data_dir)
+    workspace = open_workspace(drive.data_dir, engine.spec(drive.data_dir))
     workspace.store.get_job(job_id)
-    runtime = find_runtime()
+    runtime = None if engine.spec(drive.data_dir).distributed else find_runtime()
     count = service.retry_failed(workspace, job_id)
     stderr.print(f"Queued {count} failed runs of job {job_id} again.")
+    if runtime is None:
+        resume_on_cluster(engine, drive, job_id)
+        return
     _drive_and_report(workspace, job_id, drive, runtime)
 
 
