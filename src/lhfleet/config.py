@@ -115,6 +115,14 @@ class Config:
         return defaults
 
 
+def compare_defaults(config: Config) -> dict[str, Any]:
+    """Return the ``[compare]`` table as click option defaults."""
+    defaults = dict(config.compare)
+    if isinstance(defaults.get("metrics"), list):
+        defaults["metrics"] = ",".join(defaults["metrics"])
+    return defaults
+
+
 def find_config(given: Path | None, folder: Path | None = None) -> Path | None:
     """Return the config file to read: the one given, else one in ``folder``."""
     if given is not None:

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lhfleet.cli.analyze import RUNS, config_option, current_config
-from lhfleet.config import load_config, require_assertions
+from lhfleet.config import compare_defaults, load_config, require_assertions
 from lhfleet.errors import ConfigError
 from tests.analysis.conftest import LHCI_CONFIG, lhfleet
 
@@ -171,3 +171,8 @@ def test_run_rejects_bad_target_spread(tmp_path: Path) -> None:
     completed = lhfleet("run", "http://127.0.0.1:9/", "--dry-run", cwd=tmp_path)
     assert completed.returncode == 2
     assert "use a number above 0" in completed.stderr
+
+
+def test_compare_metrics_list_becomes_text(tmp_path: Path) -> None:
+    write(tmp_path, "lhfleet.toml", '[compare]\nmetrics = ["lcp", "tbt"]\n')
+    assert compare_defaults(load_config(folder=tmp_path)) == {"metrics": "lcp,tbt"}

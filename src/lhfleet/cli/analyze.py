@@ -45,7 +45,12 @@ from lhfleet.compare import (
     comparison_markdown,
     format_change,
 )
-from lhfleet.config import Config, load_config, require_assertions
+from lhfleet.config import (
+    Config,
+    compare_defaults,
+    load_config,
+    require_assertions,
+)
 from lhfleet.errors import (
     AssertionsFailed,
     LhfleetError,
@@ -88,9 +93,8 @@ def _read_config(ctx: click.Context, _param: Any, value: Path | None) -> None:
     except LhfleetError as error:
         raise click.UsageError(str(error), ctx) from error
     ctx.meta[CONFIG_KEY] = config
-    defaults = (
-        config.compare if ctx.info_name == "compare" else config.option_defaults()
-    )
+    compare = ctx.info_name == "compare"
+    defaults = compare_defaults(config) if compare else config.option_defaults()
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 
 
@@ -298,10 +302,10 @@ def assert_(job_id: str, as_json: bool, data_dir: Path | None) -> None:
     _raise_on_errors(outcomes, job_id)
 
 
-def _keys(text: str | list[str] | None) -> tuple[str, ...]:
+def _keys(text: str | None) -> tuple[str, ...]:
     if not text:
         return ()
-    parts = text.split(",") if isinstance(text, str) else text
+    parts = text.split(",")
     return tuple(check_key(part.strip(), "--metrics") for part in parts if part.strip())
 
 
@@ -339,7 +343,7 @@ def compare(
     output_format: str,
     confidence: float,
     min_change: float,
-    metrics: str | list[str] | None,
+    metrics: str | None,
     data_dir: Path | None,
 ) -> None:
     """Compare job B with job A per URL and metric; exit 1 on a regression."""
