@@ -451,9 +451,9 @@ def _resource_entry(
 def _timing_entry(
     audit: dict[str, Any], prop: tuple[str, ...]
 ) -> dict[str, Any] | None:
-    wanted = _slug("-".join(prop))
+    timing_name = _slug("-".join(prop))
     for item in audit.get("items") or []:
-        if _slug(str(item.get("name", ""))) == wanted:
+        if _slug(str(item.get("name", ""))) == timing_name:
             duration = item.get("duration")
             value = duration if _finite(duration) else item.get("startTime")
             return {**audit, "numeric": value}

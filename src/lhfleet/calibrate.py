@@ -4,8 +4,8 @@ Lighthouse measures ``benchmarkIndex`` with a short single-threaded
 JavaScript benchmark before each navigation, so the figure drops when
 other work competes for the CPU at that moment. Calibrating runs Lighthouse
 alone, a few times, against a tiny page served on loopback, and keeps the
-highest figure; a run of a job whose figure falls below a share of it (the job's
-``contention_ratio``, 0.8 by default) is marked as contended.
+highest figure. A run of a job whose figure falls below a share of it (the
+job's ``contention_ratio``, 0.8 by default) is marked as contended.
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 For each URL in both jobs and each score or metric, the valid runs of job A
 and job B are two samples. The change is the difference of their medians
-(B minus A). It counts as significant when the bootstrap confidence
-interval of that difference (``scipy.stats.bootstrap``, percentile method,
-resampling each job's runs separately) leaves out zero, and as material
-when it is at least the larger of a relative share of A's median and a
-per-metric floor. A change that is both is an improvement or a regression,
-by the metric's direction; anything else is no significant change.
+(B minus A). It is significant when the bootstrap confidence interval of
+that difference leaves out zero (``scipy.stats.bootstrap``, percentile
+method, each job's runs resampled separately). It is material when it is at
+least a relative share of A's median and at least a per-metric floor. A
+change that is both is an improvement or a regression, by the metric's
+direction. Anything else is no significant change.
 """
 
 from __future__ import annotations
@@ -263,8 +263,11 @@ def format_change(key: str, value: float | None) -> str:
     """Show a difference in the metric's unit, with its sign."""
     if value is None:
         return "–"
-    shown = format_value(key, abs(value))
-    return shown if shown.strip("0.,") == "" else ("+" if value > 0 else "−") + shown
+    magnitude = format_value(key, abs(value))
+    if magnitude.strip("0.,") == "":
+        return magnitude
+    sign = "+" if value > 0 else "−"
+    return sign + magnitude
 
 
 def comparison_markdown(comparison: Comparison) -> str:

@@ -70,7 +70,7 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
 
 @dataclass(frozen=True)
 class Spread:
-    """How one score or metric varied over a URL's valid runs."""
+    """The spread of one score or metric over a URL's valid runs."""
 
     count: int
     median: float
@@ -160,7 +160,7 @@ def check_key(key: str, option: str) -> str:
 
 @dataclass(frozen=True)
 class SpreadTarget:
-    """The most spread a URL's runs may show to be trusted, for one key."""
+    """The maximum spread of one key that a URL's runs may show to be trusted."""
 
     key: str = "performance"
     measure: str = "cv"

@@ -40,7 +40,10 @@ def _asset(path: Path) -> str:
     """Return a script or style to inline, checked not to end its element early."""
     text = path.read_text(encoding="utf-8")
     if "</script" in text.lower() or "</style" in text.lower():
-        raise ValueError(f"{path} contains a closing script tag and cannot be inlined")
+        raise ValueError(
+            f"{path} contains a closing script or style tag, so it cannot be "
+            "inlined; escape the tag in the file."
+        )
     return text
 
 
@@ -304,7 +307,7 @@ def results_markdown(document: dict[str, Any]) -> str:
     for entry in document["urls"]:
         spread = entry.get("spread") or {}
         value = spread.get("value")
-        shown = "–" if value is None else f"{spread['measure']} {value:.3g}"
+        spread_text = "–" if value is None else f"{spread['measure']} {value:.3g}"
         lines.append(
             "| "
             + " | ".join(
@@ -312,7 +315,7 @@ def results_markdown(document: dict[str, Any]) -> str:
                     _md(entry["url"]),
                     *(format_value(key, entry["median"].get(key)) for key in keys),
                     f"{entry['valid_runs']}/{entry['total_runs']}",
-                    shown,
+                    spread_text,
                     _md_flags(entry),
                 ]
             )

@@ -240,8 +240,8 @@ def check_and_print(
     """Check a job against the config's assertions, print failures, raise on errors."""
     assertions = require_assertions(config)
     outcomes = check_job(workspace.store, workspace.reports, job_id, assertions)
-    shown = [o for o in outcomes if assertions.include_passed or not o.passed]
-    console.print(outcomes_table(shown, job_id, assertions.source))
+    listed = [o for o in outcomes if assertions.include_passed or not o.passed]
+    console.print(outcomes_table(listed, job_id, assertions.source))
     _raise_on_errors(outcomes, job_id)
     return outcomes
 
