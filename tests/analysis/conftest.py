@@ -1,9 +1,9 @@
 """Fixtures of the analysis tests: hand-made runs, SQL stores, and real jobs.
 
 The real jobs are made once per session, with real Lighthouse and Chromium
-against pages served on loopback: two jobs of the same two pages, a job in
-which one page blocks its main thread, and an adaptive job of a page whose
-blocking time changes on every load.
+against pages served on loopback. There are two jobs of the same two pages
+and a job in which one page blocks its main thread. An adaptive job audits
+a page whose blocking time changes on every load.
 """
 
 from __future__ import annotations
@@ -226,15 +226,18 @@ def real_jobs(pages: Pages, tmp_path_factory: pytest.TempPathFactory) -> RealJob
     (work / "lighthouserc.json").write_text(json.dumps(LHCI_CONFIG), encoding="utf-8")
     both = [pages.url("/static.html"), pages.url("/work.html")]
     common = ["--data-dir", str(data), "--json"]
+
     calibrate_run = lhfleet("calibrate", "--samples", "1", "--data-dir", str(data))
     # The config's runs = 2 is overridden by --runs 3 on the command line.
     first = _checked(lhfleet("run", *both, "--runs", "3", *common, cwd=work))
     second = _checked(lhfleet("run", *both, "--runs", "3", *common, cwd=work))
+
     pages.block_ms = 1500
     slowed_run = lhfleet(
         "run", pages.url("/work.html"), "--runs", "3", "--assert", *common, cwd=work
     )
     pages.block_ms = 0
+
     adaptive_run = lhfleet(
         "run",
         pages.url("/noisy.html"),

@@ -42,7 +42,9 @@ def pixels(data: bytes) -> list[tuple[int, ...]]:
     width, height, depth, color, _, _, interlace = struct.unpack(
         ">IIBBBBB", chunks[b"IHDR"]
     )
-    assert depth == 8 and color in (2, 6) and not interlace, "unsupported PNG"
+    assert depth == 8, "only 8-bit PNGs are read"
+    assert color in (2, 6), "only RGB and RGBA PNGs are read"
+    assert not interlace, "interlaced PNGs are not read"
     step = 3 if color == 2 else 4
     raw = zlib.decompress(chunks[b"IDAT"])
     stride = width * step

@@ -1,7 +1,7 @@
 // Draws each URL's charts from the JSON in #lhfleet-data with Chart.js and
-// its box plot plugin: scores and timings as box plots over the valid runs
-// (every run is a dot), and each run's benchmark index against the host's
-// idle figure. window.lhfleetCharts counts the charts drawn.
+// its box plot plugin. Scores and timings are box plots over the valid runs,
+// with every run as a dot. A bar chart compares each run's benchmark index
+// with the host's idle figure. window.lhfleetCharts counts the charts drawn.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("lhfleet-data").textContent);
