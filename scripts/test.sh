@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+.venv/bin/ruff check src tests examples bench
+.venv/bin/ruff format --check src tests examples bench
 .venv/bin/mypy
 .venv/bin/pytest "$@"
