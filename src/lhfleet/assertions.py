@@ -17,7 +17,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
 from lhfleet.aggregate import choose_representative
@@ -337,19 +337,9 @@ class Outcome:
         return OPERATORS[self.check]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "assertion": self.key,
-            "check": self.check,
-            "level": self.level,
-            "aggregation": self.aggregation,
-            "operator": self.operator,
-            "expected": self.expected,
-            "actual": self.actual,
-            "values": self.values,
-            "passed": self.passed,
-            "message": self.message,
-        }
+        data = asdict(self)
+        data["assertion"] = data.pop("key")
+        return {**data, "operator": self.operator}
 
 
 def evaluate(config: AssertConfig, url: UrlResults) -> list[Outcome]:

@@ -169,6 +169,58 @@ class AnalysisOptions:
             check_and_print(workspace, job_id, current_config(), stderr)
 
 
+ANALYSIS_OPTIONS = [
+    click.option(
+        "--min-runs",
+        type=click.IntRange(1, 100),
+        default=DEFAULT_MIN_RUNS,
+        show_default=True,
+        help="With --runs auto: runs per URL to start with.",
+    ),
+    click.option(
+        "--max-runs",
+        type=click.IntRange(1, 100),
+        default=DEFAULT_MAX_RUNS,
+        show_default=True,
+        help="With --runs auto: the most runs per URL.",
+    ),
+    click.option(
+        "--target-spread",
+        default=DEFAULT_SPREAD_TARGET,
+        show_default=True,
+        help="KEY:MEASURE=LIMIT: the spread a URL must stay within to be "
+        "trusted (cv or iqr); --runs auto adds runs until it is met.",
+    ),
+    click.option(
+        "--representative",
+        default="lighthouse",
+        show_default=True,
+        help="Representative run rule: lighthouse (FCP and TTI), or the run "
+        "closest to the median of a score or metric (performance, lcp, ...).",
+    ),
+    click.option(
+        "--contention-ratio",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=0.8,
+        show_default=True,
+        help="Mark runs whose benchmark index is below this share of the "
+        "host's idle figure as contended.",
+    ),
+    click.option(
+        "--calibrate",
+        is_flag=True,
+        help="Measure the host's idle benchmark index before the job.",
+    ),
+    click.option(
+        "--assert",
+        "check_assertions",
+        is_flag=True,
+        help="Check the config's assertions after the job; exit 1 on an "
+        "error-level failure.",
+    ),
+]
+
+
 def analysis_options(command: F) -> F:
     """Add the statistics, fidelity and assertion options as one AnalysisOptions."""
 
@@ -178,58 +230,8 @@ def analysis_options(command: F) -> F:
         values = {name: kwargs.pop(name) for name in names}
         return command(*args, analysis=AnalysisOptions(**values), **kwargs)
 
-    options = [
-        click.option(
-            "--min-runs",
-            type=click.IntRange(1, 100),
-            default=DEFAULT_MIN_RUNS,
-            show_default=True,
-            help="With --runs auto: runs per URL to start with.",
-        ),
-        click.option(
-            "--max-runs",
-            type=click.IntRange(1, 100),
-            default=DEFAULT_MAX_RUNS,
-            show_default=True,
-            help="With --runs auto: the most runs per URL.",
-        ),
-        click.option(
-            "--target-spread",
-            default=DEFAULT_SPREAD_TARGET,
-            show_default=True,
-            help="KEY:MEASURE=LIMIT: the spread a URL must stay within to be "
-            "trusted (cv or iqr); --runs auto adds runs until it is met.",
-        ),
-        click.option(
-            "--representative",
-            default="lighthouse",
-            show_default=True,
-            help="Representative run rule: lighthouse (FCP and TTI), or the run "
-            "closest to the median of a score or metric (performance, lcp, ...).",
-        ),
-        click.option(
-            "--contention-ratio",
-            type=click.FloatRange(0, 1, min_open=True),
-            default=0.8,
-            show_default=True,
-            help="Mark runs whose benchmark index is below this share of the "
-            "host's idle figure as contended.",
-        ),
-        click.option(
-            "--calibrate",
-            is_flag=True,
-            help="Measure the host's idle benchmark index before the job.",
-        ),
-        click.option(
-            "--assert",
-            "check_assertions",
-            is_flag=True,
-            help="Check the config's assertions after the job; exit 1 on an "
-            "error-level failure.",
-        ),
-    ]
     decorated: Any = wrapper
-    for option in reversed(options):
+    for option in reversed(ANALYSIS_OPTIONS):
         decorated = option(decorated)
     return decorated  # type: ignore[no-any-return]
 
