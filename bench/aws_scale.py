@@ -70,7 +70,7 @@ class EmulatorGate:
 
     moto's server is one Python process, and a thousand callers at once
     starve each of its request threads of the GIL until their calls time
-    out. An invocation holds the gate while it calls AWS and lets go of it
+    out. An invocation acquires the gate while it calls AWS and releases it
     during its audit, so every invocation can be auditing at the same time.
     """
 
@@ -337,6 +337,7 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         f"{job_id}-{n % arguments.urls}-0" for n in range(arguments.duplicates)
     ]
     engine.fanout.send(duplicates)
+
     tally = Tally()
     stop = threading.Event()
     stream = threading.Thread(
@@ -345,22 +346,8 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     stream.start()
     announcements = subscribe(clients, config)
     invocations = Invocations(engine, runs, arguments.concurrency, tally, gate)
-    done = threading.Event()
-    pollers = [
-        threading.Thread(target=invocations.poll, args=(done,), daemon=True)
-        for _ in range(arguments.pollers)
-    ]
-    pollers.append(
-        threading.Thread(target=invocations.delete_finished, args=(done,), daemon=True)
-    )
-    for poller in pollers:
-        poller.start()
-    while not settled(engine, job_id):
-        time.sleep(0.5)
-    done.set()
-    for poller in pollers:
-        poller.join()
-    invocations.pool.shutdown(wait=True)
+    invoke_until_settled(invocations, job_id, arguments.pollers)
+
     deadline = time.time() + 60
     while (
         "hooks_fired_at" not in engine.store.job_values(job_id)
@@ -374,6 +361,26 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     result["peak_concurrent_invocations"] = invocations.peak
     result["peak_concurrent_audits"] = auditor.peak
     return result
+
+
+def invoke_until_settled(invocations: Invocations, job_id: str, count: int) -> None:
+    """Run ``count`` pollers and a deleter until every run of the job settles."""
+    done = threading.Event()
+    threads = [
+        threading.Thread(target=invocations.poll, args=(done,), daemon=True)
+        for _ in range(count)
+    ]
+    threads.append(
+        threading.Thread(target=invocations.delete_finished, args=(done,), daemon=True)
+    )
+    for thread in threads:
+        thread.start()
+    while not settled(invocations.engine, job_id):
+        time.sleep(0.5)
+    done.set()
+    for thread in threads:
+        thread.join()
+    invocations.pool.shutdown(wait=True)
 
 
 def subscribe(clients: AwsClients, config: AwsConfig) -> str:
@@ -488,7 +495,7 @@ def main() -> None:
 def emulator() -> Iterator[str]:
     """Run moto's server in its own process, so it does not share our GIL.
 
-    It is lhfleet.aws.emulator, which answers one request at a time, because
+    It is lhfleet.aws.emulator, which handles one request at a time, because
     moto's own threaded server lets concurrent conditional writes to one
     item both succeed.
     """

@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def moto_endpoint() -> Iterator[str]:
     """Start moto's server on a free loopback port and point boto3 at it.
 
-    It answers one request at a time, because moto's own threaded server
+    It handles one request at a time, because moto's own threaded server
     lets concurrent conditional writes to one item both succeed.
     """
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

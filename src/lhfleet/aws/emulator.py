@@ -1,10 +1,10 @@
 """moto's server on loopback with one request at a time, for tests and benchmarks.
 
-moto's own threaded server answers each request in a thread without locking
-its backends, so two concurrent conditional writes to one item can both
-succeed there, which real DynamoDB never allows (its conditional writes
-are atomic per item and its transactions serializable). This server keeps
-moto's threaded connection handling but runs the application under one
+moto's own threaded server handles each request in a thread without
+locking its backends, so two concurrent conditional writes to one item can
+both succeed there. Real DynamoDB never allows that, because its
+conditional writes are atomic per item and its transactions serializable.
+This server keeps moto's threaded connection handling but runs the application under one
 lock, which restores the atomicity that the engine relies on. Requests
 that wait on the server side, such as SQS long polling, would hold the
 lock, so callers must not use WaitTimeSeconds here.
