@@ -88,10 +88,15 @@ def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlJob
 
 
 def blocking_page(milliseconds: int) -> bytes:
-    """Return a page whose inline script keeps the main thread busy a while."""
+    """Return a page that keeps its main thread busy a while after it loads.
+
+    The work starts after the load event, past the first paint, so that it
+    counts in the total blocking time rather than delaying the paint.
+    """
     script = (
+        "addEventListener('load', function () { setTimeout(function () {"
         f"var end = performance.now() + {milliseconds};"
-        "while (performance.now() < end) {}"
+        "while (performance.now() < end) {} }, 50); });"
     )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -19,6 +19,7 @@ from lhfleet.assertions import (
     parse_assert_config,
     run_result,
 )
+from lhfleet.cli.analyze import outcome_line
 from lhfleet.errors import ConfigError
 from tests.analysis.conftest import RealJobs, lhfleet
 
@@ -325,6 +326,14 @@ def test_run_result_keeps_item_count_only() -> None:
     assert result.audits["render-blocking-insight"]["length"] == 2
 
 
+def test_outcome_line_names_url_value_limit() -> None:
+    outcome = outcome_of({"categories:performance": ["error", {"minScore": 0.99}]})
+    assert outcome_line(outcome) == (
+        "error http://a.test/  categories:performance minScore: found 0.95, "
+        "limit >= 0.99 (optimistic of 3 runs)"
+    )
+
+
 def test_run_result_refs() -> None:
     result: RunResult = run_result("r", lhr(0.9, 1000))
     assert result.refs["diagnostics"] == ("performance", "hidden")
@@ -334,7 +343,9 @@ def test_run_result_refs() -> None:
 def test_run_assert_fails_on_slowed_page(real_jobs: RealJobs) -> None:
     completed = real_jobs.slowed_run
     assert completed.returncode == 1
-    assert "categories:performance" in completed.stderr
+    assert "error http://127.0.0.1:" in completed.stderr
+    assert "categories:performance minScore: found" in completed.stderr
+    assert "limit >= 0.9 (optimistic of 3 runs)" in completed.stderr
     assert "error-level assertions failed" in completed.stderr
 
 
@@ -367,5 +378,5 @@ def test_assert_prints_value_and_limit(real_jobs: RealJobs, tmp_path: Path) -> N
         "--data-dir", str(real_jobs.data_dir),
     )  # fmt: skip
     assert completed.returncode == 1
-    assert "<= 1" in completed.stdout
-    assert "/static.html" in completed.stdout
+    assert "/static.html  largest-contentful-paint maxNumericValue" in completed.stdout
+    assert "limit <= 1 (optimistic of 3 runs)" in completed.stdout

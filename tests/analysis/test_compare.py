@@ -151,6 +151,7 @@ def test_slowed_page_is_a_regression(real_jobs: RealJobs) -> None:
     changes = {change["metric"]: change for change in url["metrics"]}
     assert url["url"].endswith("/work.html")
     assert changes["tbt"]["verdict"] == REGRESSED, changes["tbt"]
+    assert changes["performance"]["verdict"] == REGRESSED, changes["performance"]
     assert document["only_in_a"][0].endswith("/static.html")
 
 

@@ -243,7 +243,7 @@ def check_and_print(
     assertions = require_assertions(config)
     outcomes = check_job(workspace.store, workspace.reports, job_id, assertions)
     listed = [o for o in outcomes if assertions.include_passed or not o.passed]
-    console.print(outcomes_table(listed, job_id, assertions.source))
+    print_outcomes(console, listed, job_id, assertions.source)
     _raise_on_errors(outcomes, job_id)
     return outcomes
 
@@ -257,25 +257,37 @@ def _raise_on_errors(outcomes: list[Outcome], job_id: str) -> None:
         )
 
 
-def outcomes_table(outcomes: list[Outcome], job_id: str, source: str) -> Table:
+def outcome_line(outcome: Outcome) -> str:
+    """Return one line for an outcome: level, URL, assertion, value and limit."""
+    level = "pass" if outcome.passed else outcome.level
+    found = "no value" if outcome.actual is None else f"{outcome.actual:g}"
+    line = (
+        f"{level:<5} {outcome.url}  {outcome.key} {outcome.check}: found {found}, "
+        f"limit {outcome.operator} {outcome.expected:g} ({outcome.aggregation} "
+        f"of {len(outcome.values)} runs)"
+    )
+    return f"{line}. {outcome.message}" if outcome.message else line
+
+
+def print_outcomes(
+    console: Console, outcomes: list[Outcome], job_id: str, source: str
+) -> None:
+    """Print a heading, then one unwrapped line per outcome."""
     failed = sum(not outcome.passed for outcome in outcomes)
-    table = Table(title=f"Assertions of job {job_id} ({source}): {failed} failed")
-    for name in ("level", "URL", "assertion", "found", "limit", "aggregation", "note"):
-        table.add_column(name, overflow="fold")
+    console.print(
+        f"Assertions of job {job_id} from {source}: {failed} failed",
+        markup=False,
+        highlight=False,
+    )
     for outcome in outcomes:
         style = "green" if outcome.passed else {"error": "red"}.get(outcome.level)
-        found = "–" if outcome.actual is None else f"{outcome.actual:g}"
-        table.add_row(
-            "pass" if outcome.passed else outcome.level,
-            escape(outcome.url),
-            escape(f"{outcome.key} {outcome.check}"),
-            found,
-            f"{outcome.operator} {outcome.expected:g}",
-            outcome.aggregation,
-            escape(outcome.message),
+        console.print(
+            outcome_line(outcome),
             style=style,
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
-    return table
 
 
 @click.command(name="assert")
