@@ -78,6 +78,7 @@ def results_table(document: dict[str, Any]) -> Table:
     for name in ("LCP ms", "TBT ms", "CLS"):
         table.add_column(name, justify="right")
     table.add_column("valid runs", justify="right")
+    table.add_column("flags")
     for entry in document["urls"]:
         median = entry["median"]
         valid = f"{entry['valid_runs']}/{entry['total_runs']}"
@@ -89,9 +90,20 @@ def results_table(document: dict[str, Any]) -> Table:
             _number(median.get("tbt")),
             _number(median.get("cls"), 3),
             valid,
+            _flags(entry),
             style=style,
         )
     return table
+
+
+def _flags(entry: dict[str, Any]) -> str:
+    """Return the trust flags of a URL: noisy runs, contended runs."""
+    flags = []
+    if entry.get("noisy") and entry["valid_runs"]:
+        flags.append("noisy")
+    if entry.get("contended_runs"):
+        flags.append(f"{entry['contended_runs']} contended")
+    return ", ".join(flags)
 
 
 def failures_table(document: dict[str, Any]) -> Table:
