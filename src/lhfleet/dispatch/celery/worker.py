@@ -18,6 +18,7 @@ from celery import signals
 
 from lhfleet import service
 from lhfleet.auditor import Auditor
+from lhfleet.dispatch.celery import redisfix
 from lhfleet.dispatch.celery.app import (
     COMPLETE_RETRY,
     COMPLETE_TASK,
@@ -162,6 +163,8 @@ def start_worker(
         )
     if sweeper is not None:
         sweeper.connect()
+    if engine.config.broker.startswith("redis"):
+        redisfix.install()
     logger.info(
         "worker starting: queue %s on %s, %d processes",
         engine.config.queue,
