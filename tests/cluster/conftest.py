@@ -17,6 +17,7 @@ from tests.cluster.harness import (
     SHARED_RABBITMQ,
     SHARED_REDIS,
     Cluster,
+    ClusterFactory,
     Database,
     cluster_env,
     reachable,
@@ -112,17 +113,17 @@ def rabbitmq_broker() -> str:
 
 
 @pytest.fixture
-def make_cluster(tmp_path: Path) -> Iterator[type[Cluster]]:
+def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     """Build clusters for a test, and stop their workers at its end."""
     built: list[Cluster] = []
 
-    class TestCluster(Cluster):
-        def __init__(self, store: str, broker: str, reports: str, **extra: str):
-            super().__init__(
-                tmp_path, cluster_env(tmp_path, store, broker, reports, **extra)
-            )
-            built.append(self)
+    def make(store: str, broker: str, reports: str, **extra: str) -> Cluster:
+        cluster = Cluster(
+            tmp_path, cluster_env(tmp_path, store, broker, reports, **extra)
+        )
+        built.append(cluster)
+        return cluster
 
-    yield TestCluster
+    yield make
     for cluster in built:
         cluster.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import sqlalchemy as sa
 
@@ -20,7 +22,7 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 SHARED_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 LHFLEET = (sys.executable, "-m", "lhfleet")
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -116,6 +118,11 @@ class Worker:
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the worker exited early:\n{self.text()}")
+        return " ready." in self.text()
+
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes at once."""
         with contextlib.suppress(ProcessLookupError):
@@ -141,22 +148,39 @@ class Cluster:
     env: dict[str, str]
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self, *options: str, name: str = "") -> Worker:
-        name = name or f"worker{len(self.workers) + 1}"
+    def start_worker(self, *options: str) -> Worker:
+        (worker,) = self.start_workers(1, *options)
+        return worker
+
+    def start_workers(self, count: int, *options: str) -> list[Worker]:
+        """Start ``count`` workers at once and wait until each is ready."""
+        started = [self.launch(*options) for _ in range(count)]
+        self.wait_ready(*started)
+        return started
+
+    def launch(self, *options: str) -> Worker:
+        """Start a worker without waiting for it."""
+        name = f"worker{len(self.workers) + 1}"
         log = self.folder / f"{name}.log"
-        handle = log.open("wb")
-        process = subprocess.Popen(
-            [*LHFLEET, "worker", "--data-dir", str(self.folder / name), *options],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
-        handle.close()
+        with log.open("wb") as handle:
+            process = subprocess.Popen(
+                [*LHFLEET, "worker", "--data-dir", str(self.folder / name), *options],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
         worker = Worker(process, log)
         self.workers.append(worker)
-        wait_for(lambda: " ready." in worker.text(), READY_TIMEOUT, f"{name} to start")
         return worker
+
+    def wait_ready(self, *workers: Worker) -> None:
+        for worker in workers:
+            wait_for(
+                functools.partial(worker.ready),
+                READY_TIMEOUT,
+                f"the worker logging to {worker.log} to start",
+            )
 
     def logs(self) -> str:
         return "\n".join(worker.text() for worker in self.workers)
@@ -164,6 +188,14 @@ class Cluster:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
+
+
+class ClusterFactory(Protocol):
+    """Builds a Cluster on a job store, a broker and a report store."""
+
+    def __call__(
+        self, store: str, broker: str, reports: str, **extra: str
+    ) -> Cluster: ...
 
 
 def cluster_env(
