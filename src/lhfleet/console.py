@@ -97,12 +97,16 @@ def results_table(document: dict[str, Any]) -> Table:
 
 
 def _flags(entry: dict[str, Any]) -> str:
-    """Return the trust flags of a URL: noisy runs, contended runs."""
+    """Return the trust flags of a URL: noisy, contended runs, adaptive outcome."""
     flags = []
     if entry.get("noisy") and entry["valid_runs"]:
         flags.append("noisy")
     if entry.get("contended_runs"):
         flags.append(f"{entry['contended_runs']} contended")
+    adaptive = entry.get("adaptive")
+    if adaptive:
+        met = "target met" if adaptive["target_met"] else "target not met"
+        flags.append(f"{adaptive['runs']} runs, {met}")
     return ", ".join(flags)
 
 

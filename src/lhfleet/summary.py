@@ -336,4 +336,8 @@ def _md_flags(entry: dict[str, Any]) -> str:
         flags.append("noisy")
     if entry.get("contended_runs"):
         flags.append(f"{entry['contended_runs']} contended")
+    adaptive = entry.get("adaptive")
+    if adaptive:
+        met = "target met" if adaptive["target_met"] else "target not met"
+        flags.append(f"{adaptive['runs']} runs, {met}")
     return ", ".join(flags)

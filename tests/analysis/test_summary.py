@@ -164,3 +164,9 @@ def test_summary_in_real_browser(real_jobs: RealJobs, tmp_path: Path) -> None:
     assert [_is_drawn(shot) for shot in shots] == [True, True, True]
     assert len(links) == 3
     assert set(titles) == {"Lighthouse Report"}
+
+
+def test_markdown_adaptive_flag() -> None:
+    adaptive = {"min_runs": 2, "max_runs": 3, "runs": 3, "target_met": False}
+    text = results_markdown(document(adaptive=adaptive))
+    assert "noisy, 3 runs, target not met |" in text
