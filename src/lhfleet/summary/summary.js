@@ -15,7 +15,7 @@
       .filter(function (value) { return typeof value === "number" && isFinite(value); });
   }
 
-  function boxChart(canvasId, title, keys, labels, pick, unit) {
+  function boxChart(canvasId, title, keys, labels, pick, unit, maximum) {
     var canvas = document.getElementById(canvasId);
     if (!canvas) return;
     var samples = keys.map(function (key) { return pick(key); });
@@ -40,7 +40,7 @@
         animation: false,
         maintainAspectRatio: false,
         plugins: { legend: { display: false }, title: { display: true, text: title } },
-        scales: { y: { title: { display: true, text: unit } } },
+        scales: { y: { min: 0, max: maximum, title: { display: true, text: unit } } },
       },
     });
     window.lhfleetCharts += 1;
@@ -86,11 +86,11 @@
           var score = run.scores[key];
           return typeof score === "number" ? score * 100 : null;
         });
-      }, "score (0-100)");
+      }, "score (0-100)", 100);
     boxChart("timings-" + entry.index, "Timings across runs", data.timings, data.labels,
       function (key) {
         return values(entry.runs, function (run) { return run.metrics[key]; });
-      }, "milliseconds");
+      }, "milliseconds", undefined);
     benchmarkChart(entry);
   });
 })();
