@@ -81,6 +81,10 @@ JOB_KEYS: dict[str, Check] = {
     "chrome_flags": (_texts, "a list of Chrome flags"),
     "headers": (_headers, "a table of header names to string values"),
     "contention_ratio": (_number, "a number above 0 and at most 1"),
+    "engine": (_text, 'a string: "local" or "celery"'),
+    "store": (_text, "a job store URL, such as postgresql://HOST/lhfleet"),
+    "reports": (_text, "a folder, or a URL such as s3://BUCKET/PREFIX"),
+    "broker": (_text, "a broker URL, such as redis://HOST:6379/0"),
 }
 """Top-level keys of lhfleet.toml: defaults of ``lhfleet run``."""
 
