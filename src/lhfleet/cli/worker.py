@@ -83,24 +83,23 @@ def engine_options(command: F) -> F:
     @functools.wraps(command)
     def wrapper(
         *args: Any,
-        engine_name: str | None,
+        engine: str | None,
         store: str | None,
         reports: str | None,
         broker: str | None,
         detach: bool,
         **kwargs: Any,
     ) -> Any:
-        chosen = EngineOptions(engine_name, store, reports, broker, detach)
+        chosen = EngineOptions(engine, store, reports, broker, detach)
         return command(*args, engine=chosen, **kwargs)
 
     options = [
         click.option(
             "--engine",
-            "engine_name",
             type=click.Choice(engines.ENGINES),
             default=None,
             help="Where runs are audited: local (here) or celery (lhfleet workers) "
-            "[default: $LHFLEET_ENGINE or local].",
+            "[default: lhfleet.toml's engine, $LHFLEET_ENGINE or local].",
         ),
         click.option(
             "--store",

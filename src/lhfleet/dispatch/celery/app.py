@@ -81,7 +81,12 @@ class EngineApp:
         except BROKER_ERRORS as error:
             raise self.broker_error(f"publish {name}({argument})", error) from error
 
-    def publish_runs(self, run_ids: Iterable[str], stop: Callable[[], bool]) -> int:
+    def publish_runs(
+        self,
+        run_ids: Iterable[str],
+        stop: Callable[[], bool],
+        job_id: str = "JOB",
+    ) -> int:
         """Publish one audit task per run over one connection; return how many."""
         count = 0
         try:
@@ -99,17 +104,19 @@ class EngineApp:
                     )
                     count += 1
         except BROKER_ERRORS as error:
-            raise self.broker_error(
-                f"publish the runs (published {count})", error
-            ) from error
+            action = f"publish the runs of job {job_id} ({count} were published)"
+            raise self.broker_error(action, error, job_id) from error
         return count
 
-    def broker_error(self, action: str, error: BaseException) -> BrokerError:
+    def broker_error(
+        self, action: str, error: BaseException, job_id: str = "JOB"
+    ) -> BrokerError:
+        reason = str(error).rstrip(". ")
         return BrokerError(
             f"Could not {action} to the broker {self.config.broker_display}: "
-            f"{type(error).__name__}: {error}. Start the broker or fix --broker "
-            "(LHFLEET_BROKER), then run `lhfleet resume JOB --engine celery` to "
-            "publish the job's unsettled runs again; settled runs are not redone."
+            f"{type(error).__name__}: {reason}. Start the broker or fix --broker "
+            f"(LHFLEET_BROKER), then run `lhfleet resume {job_id} --engine celery` "
+            "to publish the job's unsettled runs again; settled runs are not redone."
         )
 
 

@@ -44,7 +44,7 @@ class CeleryDispatcher(Dispatcher):
             run.id for run in self.store.iter_runs(job.id) if not run.state.settled
         )
         started = time.monotonic()
-        self.published = self.engine.publish_runs(pending, stop.is_set)
+        self.published = self.engine.publish_runs(pending, stop.is_set, job.id)
         logger.info(
             "job %s: published %d runs to queue %s in %.1f s",
             job.id,
