@@ -301,16 +301,17 @@ def test_transient_failure_retried_then_failed(
 
 
 def test_fanout_paused_then_swept(pipeline: Pipeline) -> None:
+    pipeline.engine.fanout.batch_size = 2
     budget = iter([100.0, 100.0, 0.0])
-    submission = pipeline.submit(urls=5, runs=5, time_left=lambda: next(budget, 0.0))
-    assert submission.progress.published == 20
+    submission = pipeline.submit(urls=5, runs=1, time_left=lambda: next(budget, 0.0))
+    assert submission.progress.published == 4
     assert not submission.progress.done
     report = sweep.sweep(pipeline.engine, "test-sweep")
     pipeline.run_to_completion(submission.job.id)
     values = pipeline.engine.store.job_values(submission.job.id)
     assert report.resumed == [submission.job.id]
-    assert values["fanout_published"] == 25
-    assert values["succeeded"] == 25
+    assert values["fanout_published"] == 5
+    assert values["succeeded"] == 5
     assert pipeline.announcement_count() == 1
 
 
@@ -327,18 +328,21 @@ def test_fanout_crash_resumed_after_lease(pipeline: Pipeline, clock: Clock) -> N
             raise FanOutCrash
         return 100.0
 
+    pipeline.engine.fanout.batch_size = 2
     with pytest.raises(FanOutCrash):
-        pipeline.submit(urls=5, runs=5, time_left=crash_on_third)
+        pipeline.submit(urls=8, runs=1, time_left=crash_on_third)
     job_id = pipeline.engine.store.list_jobs(limit=1)[0].id
+    halfway = pipeline.engine.store.job_values(job_id)["fanout_published"]
     early = sweep.sweep(pipeline.engine, "test-sweep")
     clock.offset += 61
     late = sweep.sweep(pipeline.engine, "test-sweep")
     pipeline.run_to_completion(job_id)
     values = pipeline.engine.store.job_values(job_id)
+    assert halfway == 4
     assert early.resumed == []
     assert late.resumed == [job_id]
-    assert values["succeeded"] == 25
-    assert values["settled"] == 25
+    assert values["succeeded"] == 8
+    assert values["settled"] == 8
     assert pipeline.announcement_count() == 1
 
 
@@ -360,10 +364,10 @@ def test_fanout_through_sns(clients: AwsClients, clock: Clock) -> None:
     )
     engine = AwsEngine.build(config, clients, clock)
     pipeline = build_pipeline(engine, clients, CannedAuditor())
-    submission = pipeline.submit(urls=3, runs=4)
+    submission = pipeline.submit(urls=2, runs=2)
     pipeline.run_to_completion(submission.job.id)
     values = engine.store.job_values(submission.job.id)
-    assert values["succeeded"] == 12
+    assert values["succeeded"] == 4
     assert pipeline.announcement_count() == 1
 
 

@@ -78,6 +78,8 @@ class FanOut:
         self.clients = clients
         self.config = config
         self.clock = clock
+        self.batch_size = BATCH
+        """Messages per batch and per cursor move; tests make it smaller."""
 
     def publish(
         self,
@@ -101,7 +103,7 @@ class FanOut:
                     "job %s: fan-out paused at %d of %d", job_id, cursor, total
                 )
                 return FanOutProgress(job_id, cursor, total)
-            end = min(cursor + BATCH, total)
+            end = min(cursor + self.batch_size, total)
             self.send([run_at(job_id, at, url_count) for at in range(cursor, end)])
             if not self._advance(job_id, owner, cursor, end):
                 logger.warning("job %s: fan-out lease lost at %d", job_id, cursor)
@@ -112,9 +114,9 @@ class FanOut:
         return FanOutProgress(job_id, cursor, total)
 
     def send(self, run_ids: Sequence[str]) -> None:
-        """Send one message per run id, at most BATCH at a time."""
-        for start in range(0, len(run_ids), BATCH):
-            chunk = run_ids[start : start + BATCH]
+        """Send one message per run id, at most ``batch_size`` at a time."""
+        for start in range(0, len(run_ids), self.batch_size):
+            chunk = run_ids[start : start + self.batch_size]
             entries = {
                 str(number): run_message(run.rsplit("-", 2)[0], run)
                 for number, run in enumerate(chunk)
