@@ -23,6 +23,7 @@ TRANSIENT = frozenset(
     {
         RUN_TIMEOUT,
         CHROME_CRASHED,
+        CHROME_LAUNCH_FAILED,
         NO_RESULT,
         "TARGET_CRASHED",
         "PROTOCOL_TIMEOUT",
@@ -45,7 +46,6 @@ TRANSIENT = frozenset(
 PERMANENT = frozenset(
     {
         INVALID_URL,
-        CHROME_LAUNCH_FAILED,
         JOB_DEADLINE,
         DEAD_LETTERED,
         "NOT_HTML",

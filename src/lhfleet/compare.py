@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from lhfleet.models import Run
 from lhfleet.ports import JobStore
@@ -155,6 +154,9 @@ def median_interval(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # scipy takes about a second to import, so only compare pays for it.
+        from scipy import stats as scipy_stats  # noqa: PLC0415
+
         result = scipy_stats.bootstrap(
             (np.asarray(a, dtype=float), np.asarray(b, dtype=float)),
             difference,

@@ -23,6 +23,18 @@ from lhfleet.models import Job
 POLL_SECONDS = 0.5
 
 
+class OutputConsole(Console):
+    """A Console that goes quiet when its reader closes the pipe.
+
+    Rich exits the process on a broken pipe, which would leave the audits
+    in flight without their clean-up; lhfleet stops writing instead and
+    lets the job stop in order.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 def watch(
     console: Console,
     read_job: Callable[[], Job],

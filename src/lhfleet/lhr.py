@@ -85,7 +85,14 @@ def _warnings(lhr: dict[str, Any], final_url: str | None) -> list[dict[str, str]
         if isinstance(text, str)
     ]
     requested = lhr.get("requestedUrl")
-    if requested and final_url and _host(requested) != _host(final_url):
+    # A failed load ends on Chrome's error page (chrome-error://...), which
+    # is no redirect, so only web URLs are compared.
+    if (
+        requested
+        and final_url
+        and urlsplit(final_url).scheme in ("http", "https")
+        and _host(requested) != _host(final_url)
+    ):
         warnings.append(
             {
                 "code": "REDIRECTED_TO_OTHER_HOST",

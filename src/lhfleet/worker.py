@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 60.0
+LAUNCH_FAILURE_LIMIT = 2
 
 
 def backoff(attempt: int) -> float:
@@ -42,6 +43,8 @@ class RunExecutor:
     owner: str
     on_complete: Callable[[str], None] | None = None
     clock: Callable[[], float] = time.time
+    launch_failures: int = 0
+    """Chrome launch failures in a row in this slot."""
 
     def execute(
         self,
@@ -52,8 +55,9 @@ class RunExecutor:
     ) -> Settlement | None:
         """Audit a leased run and record its outcome; None when it was interrupted.
 
-        Raises ChromeLaunchError, after giving the run back, when Chrome does
-        not start: every other run would fail the same way.
+        Raises ChromeLaunchError, after giving the run back, when Chrome fails
+        to start twice in a row in this slot: every other run would fail the
+        same way.
         """
         logger.info("run %s attempt %d: auditing %s", run.id, run.attempts, run.url)
         request = AuditRequest(run.url, settings, secrets.extra_headers)
@@ -63,7 +67,13 @@ class RunExecutor:
             self.store.release(run.id, self.owner)
             logger.info("run %s interrupted; returned to the queue", run.id)
             return None
-        if result.error_code == codes.CHROME_LAUNCH_FAILED:
+        if result.error_code != codes.CHROME_LAUNCH_FAILED:
+            self.launch_failures = 0
+        elif self.launch_failures + 1 < LAUNCH_FAILURE_LIMIT:
+            # One Chrome can die while starting (memory pressure, a killed
+            # process); a fresh one is tried before the job is stopped.
+            self.launch_failures += 1
+        else:
             self.store.release(run.id, self.owner)
             raise ChromeLaunchError(
                 f"Chrome failed to launch for run {run.id}: {result.error_message} "

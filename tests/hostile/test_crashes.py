@@ -189,20 +189,10 @@ def chrome_died_at_start(
     )
 
 
-CHROME_START_BUG = (
-    "auditor.classify_stderr calls any run whose Chrome never accepted the "
-    "DevTools connection CHROME_LAUNCH_FAILED, and worker.RunExecutor.execute "
-    "turns the first such run into ChromeLaunchError, which stops the job "
-    "with exit 3 although a fresh Chrome starts"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CHROME_START_BUG)
 def test_chrome_start_death_exits_0(chrome_died_at_start: Finished) -> None:
     assert chrome_died_at_start.exit_code == 0
 
 
-@pytest.mark.xfail(strict=True, reason=CHROME_START_BUG)
 def test_chrome_start_death_retried(
     chrome_died_at_start: Finished, site: HostileSite
 ) -> None:

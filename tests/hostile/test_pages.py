@@ -145,11 +145,6 @@ def test_redirect_loop_fails(mixed: Finished, site: HostileSite) -> None:
     assert run["error_code"] == "CHROME_INTERSTITIAL_ERROR"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lhr._warnings compares the requested host with Chrome's error page, "
-    "chrome-error://chromewebdata/, and calls a failed load a redirect",
-)
 @pytest.mark.parametrize("path", ["/redirect-loop", SECURE_PATH])
 def test_error_page_not_other_host(
     mixed: Finished, site: HostileSite, path: str

@@ -200,29 +200,18 @@ def interrupted_without_stderr(
     kill_audit_processes(data_dir, temps)
 
 
-CLOSED_STDERR_BUG = (
-    "cli/jobs.py _stop_on_signals._handle prints to stderr before it sets the "
-    "stop event; with stderr closed the print raises BrokenPipeError, stop is "
-    "never set, the main thread unwinds and the daemon slot threads die "
-    "without stopping their Lighthouse process groups"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=CLOSED_STDERR_BUG)
 def test_interrupt_closed_stderr_exits_130(
     interrupted_without_stderr: Orphaned,
 ) -> None:
     assert interrupted_without_stderr.exit_code == 130
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSED_STDERR_BUG)
 def test_interrupt_closed_stderr_kills_audits(
     interrupted_without_stderr: Orphaned,
 ) -> None:
     assert interrupted_without_stderr.processes_left == 0
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSED_STDERR_BUG)
 def test_interrupt_closed_stderr_removes_dirs(
     interrupted_without_stderr: Orphaned,
 ) -> None:

@@ -23,7 +23,7 @@ STATUS_MESSAGE = (
         ("NOT_HTML", None, False),
         ("NO_FCP", None, False),
         ("DNS_FAILURE", None, False),
-        (codes.CHROME_LAUNCH_FAILED, None, False),
+        (codes.CHROME_LAUNCH_FAILED, None, True),
         ("ERRORED_DOCUMENT_REQUEST", STATUS_MESSAGE.format(status=503), True),
         ("ERRORED_DOCUMENT_REQUEST", STATUS_MESSAGE.format(status=429), True),
         ("ERRORED_DOCUMENT_REQUEST", STATUS_MESSAGE.format(status=404), False),

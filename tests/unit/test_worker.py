@@ -121,14 +121,24 @@ def test_permanent_failure_not_retried(store: SqlJobStore, tmp_path: Path) -> No
 def test_chrome_launch_failure_stops_and_releases(
     store: SqlJobStore, tmp_path: Path
 ) -> None:
-    auditor = StandInAuditor(
-        [AuditResult(None, codes.CHROME_LAUNCH_FAILED, "no chrome")]
-    )
+    failed = AuditResult(None, codes.CHROME_LAUNCH_FAILED, "no chrome")
+    auditor = StandInAuditor([failed, failed])
     with pytest.raises(ChromeLaunchError, match="lhfleet doctor"):
         execute_once(store, tmp_path, auditor, JobSettings(runs=1))
     run = next(store.iter_runs(store.list_jobs()[0].id))
     assert run.state is RunState.QUEUED
-    assert run.attempts == 0
+    assert run.attempts == 1
+
+
+def test_single_chrome_launch_failure_retried(
+    store: SqlJobStore, tmp_path: Path
+) -> None:
+    failed = AuditResult(None, codes.CHROME_LAUNCH_FAILED, "no chrome")
+    auditor = StandInAuditor([failed, AuditResult(LHR)])
+    job_id, _ = execute_once(store, tmp_path, auditor, JobSettings(runs=1))
+    run = next(store.iter_runs(job_id))
+    assert run.state is RunState.SUCCEEDED
+    assert run.attempts == 2
 
 
 def test_interrupted_run_returns_to_queue(store: SqlJobStore, tmp_path: Path) -> None:

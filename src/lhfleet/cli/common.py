@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -11,9 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 
 from lhfleet import engines, service
+from lhfleet.console import OutputConsole
 from lhfleet.errors import (
     InvalidSettingError,
     LhfleetError,
@@ -35,10 +36,10 @@ Exit status:
   130  interrupted; `lhfleet resume JOB` finishes the job
 """
 
-stderr = Console(stderr=True)
+stderr = OutputConsole(stderr=True)
 # Piped output is read by scripts and people alike; a wide fixed width keeps
 # ids and URLs whole where no terminal sets the width.
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+stdout = OutputConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
 def data_dir_option(command: F) -> F:
@@ -59,7 +60,8 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except LhfleetError as error:
-            stderr.print(f"[red]Error:[/red] {error}", highlight=False, markup=True)
+            with contextlib.suppress(OSError):
+                stderr.print(f"[red]Error:[/red] {error}", highlight=False, markup=True)
             sys.exit(error.exit_code)
 
     return wrapper  # type: ignore[return-value]

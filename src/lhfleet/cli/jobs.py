@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -107,6 +108,7 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
 
 
 @click.command(epilog=EXIT_HELP)
+@handle_errors
 @click.argument("urls", nargs=-1)
 @click.option(
     "-i",
@@ -170,7 +172,6 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
 @config_option
 @drive_options
 @engine_options
-@handle_errors
 def run(
     urls: tuple[str, ...],
     input_file: str | None,
@@ -226,10 +227,10 @@ def run(
 
 
 @click.command(epilog=EXIT_HELP)
+@handle_errors
 @click.argument("job_id")
 @drive_options
 @engine_options
-@handle_errors
 def resume(job_id: str, drive: DriveOptions, engine: EngineOptions) -> None:
     """Finish a job that was interrupted, without redoing settled runs."""
     if engine.spec(drive.data_dir).distributed:
@@ -241,10 +242,10 @@ def resume(job_id: str, drive: DriveOptions, engine: EngineOptions) -> None:
 
 
 @click.command(epilog=EXIT_HELP)
+@handle_errors
 @click.argument("job_id")
 @drive_options
 @engine_options
-@handle_errors
 def retry(job_id: str, drive: DriveOptions, engine: EngineOptions) -> None:
     """Run a job's failed runs (its dead letters) again, with fresh attempts."""
     workspace = open_workspace(drive.data_dir, engine.spec(drive.data_dir))
@@ -281,7 +282,19 @@ def _drive_and_report(
         worker.start()
         if drive.max_duration:
             timer.start()
-        views.watch(stderr, lambda: workspace.store.get_job(job_id), worker)
+        try:
+            views.watch(stderr, lambda: workspace.store.get_job(job_id), worker)
+        except OSError as error:
+            # The reader of stderr went away: stop the audits as for Ctrl-C.
+            logger.warning(
+                "job %s: progress output failed (%s); stopping", job_id, error
+            )
+            stop.set()
+        except BaseException:
+            stop.set()
+            _join(worker)
+            raise
+        _join(worker)
     timer.cancel()
     if "error" in outcome:
         raise outcome["error"]
@@ -341,6 +354,12 @@ def _print_results(
         sys.exit(1)
 
 
+def _join(worker: threading.Thread) -> None:
+    """Wait for the driver thread; its slots stop their audits before it ends."""
+    while worker.is_alive():
+        worker.join(timeout=0.5)
+
+
 class _stop_on_signals:  # noqa: N801 - used as a context manager, reads like one
     """Set ``stop`` on SIGINT and SIGTERM while the job runs."""
 
@@ -357,9 +376,11 @@ class _stop_on_signals:  # noqa: N801 - used as a context manager, reads like on
             signal.signal(number, handler)
 
     def _handle(self, number: int, _frame: FrameType | None) -> None:
-        if not self.stop.is_set():
-            stderr.print(
-                f"Stopping on {signal.Signals(number).name}: "
-                "interrupting the runs in flight"
-            )
+        first = not self.stop.is_set()
         self.stop.set()
+        if first:
+            with contextlib.suppress(OSError):
+                stderr.print(
+                    f"Stopping on {signal.Signals(number).name}: "
+                    "interrupting the runs in flight"
+                )
