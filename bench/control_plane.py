@@ -12,9 +12,9 @@ no run was lost (every run settled), none duplicated (audited once) and the
 job completed once.
 
 Part 2 (store cost) times the job store's own work per run as the job grows
-(``--sizes``): storing the job, leasing and recording runs as a worker does
-(up to 1,000 runs spread over the job), reading the progress, and building
-the results document.
+(``--sizes``). It times storing the job, leasing and recording runs as a
+worker does (up to 1,000 runs spread over the job), reading the progress,
+and building the results document.
 
 It prints a Markdown section for BENCHMARKS.md. As recorded:
 

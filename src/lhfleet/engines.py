@@ -42,7 +42,7 @@ _DRIVERS = {
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Which engine runs jobs, and where jobs, reports and tasks go."""
+    """The engine that runs jobs, and the stores and broker that jobs use."""
 
     engine: str
     data_dir: Path

@@ -1,6 +1,6 @@
 """End to end: `lhfleet run --engine celery`, two workers, real Lighthouse.
 
-PostgreSQL holds the job, Redis carries the tasks, moto's S3 server keeps
+PostgreSQL stores the job, Redis carries the tasks, moto's S3 server keeps
 the reports, and the workers audit tiny pages served on loopback.
 """
 

@@ -1,9 +1,9 @@
 """``lhfleet worker``, and running ``lhfleet run``/``resume`` on the Celery engine.
 
 A worker is a Celery worker that audits the runs published to its queue.
-``lhfleet run --engine celery`` stores the job, publishes one task per run
-and shows the same progress bar as the local engine by reading the job
-store; the results are the same document.
+``lhfleet run --engine celery`` stores the job and publishes one task per
+run. It shows the same progress bar as the local engine by reading the job
+store, and prints the same results document.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 Two tasks exist. ``lhfleet.audit_run(run_id)`` delivers one run (see
 ``delivery``); ``lhfleet.complete_job(job_id)`` writes a job's results when
 the worker that settled its last run could not. Both acknowledge late, so
-a task whose worker dies is delivered again, and both schedule their own
+a task whose worker dies is delivered again. Both schedule their own
 retries by publishing a new message with a countdown before acknowledging
-the old one: if that publish fails, the old message goes back to the queue.
+the old one. If that publish fails, the old message goes back to the queue.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ BROKER_ERRORS = (KombuError, KombuOperationalError, OSError)
 
 @dataclass
 class WorkerContext:
-    """What a worker process needs to deliver runs, built once per process."""
+    """The deliverer and completion function of one worker process."""
 
     deliverer: Deliverer
     complete: Callable[[str], None]

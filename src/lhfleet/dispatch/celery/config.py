@@ -1,9 +1,9 @@
 """Settings of the cluster engine, from options and ``LHFLEET_*`` variables.
 
-The timings fit together: a run's lease outlasts its deadline, and the
-broker's visibility timeout (how long Redis waits before it hands an
-unacknowledged task to another worker) outlasts the lease, so a task is
-only redelivered early when its worker is gone.
+The timings fit together. A run's lease outlasts its deadline. The broker's
+visibility timeout, after which Redis hands an unacknowledged task to
+another worker, outlasts the lease. So a task is only delivered again
+early when its worker is gone.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Where the broker is and how long leases, waits and retries last."""
+    """The broker's URL and queue, and how long leases, waits and retries last."""
 
     broker: str = DEFAULT_BROKER
     queue: str = DEFAULT_QUEUE
@@ -78,7 +78,7 @@ class ClusterConfig:
         return str(maybe_sanitize_url(self.broker))
 
     def lease_seconds(self, settings: JobSettings) -> float:
-        """Return how long a worker holds a run of a job with these settings."""
+        """Return the seconds a worker leases a run of a job with these settings."""
         return settings.timeout + INTERRUPT_GRACE + self.lease_margin
 
     def check_broker(self) -> None:

@@ -1,9 +1,10 @@
 """What one delivery of a run's task does, whichever worker gets it, however often.
 
 The task carries only the run id. A delivery leases the run with the job
-store's conditional claim; a run that is settled, leased by a live worker
+store's conditional claim. A run that is settled, leased by a live worker
 or waiting for its retry time cannot be leased, so a duplicate delivery
-either ends at once or asks to run again when the lease or the wait ends.
+either ends at once or is published again, due when the lease or the wait
+ends.
 This module knows nothing of Celery: it returns an ``Outcome`` that the
 task turns into an acknowledgement or a delayed retry.
 """
@@ -42,7 +43,7 @@ JOB_CACHE = 64
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a delivery did, and in how many seconds its task should run again."""
+    """The action a delivery took, and the seconds until its task runs again."""
 
     action: str
     retry_in: float | None = None
@@ -67,7 +68,7 @@ class Deliverer:
     _jobs: dict[str, tuple[JobSettings, JobSecrets]] = field(default_factory=dict)
 
     def deliver(self, run_id: str) -> Outcome:
-        """Lease the run and audit it, or say why not and when to try again."""
+        """Lease the run and audit it, or return why not and when to try again."""
         try:
             settings, secrets = self._job(job_of(run_id))
         except NotFoundError:
@@ -93,8 +94,8 @@ class Deliverer:
     def _take_over(self, run_id: str, owner: str, lease: float) -> Run | None:
         """Lease a run whose holder exited on this host, or whose lease is ours.
 
-        A lease of ours is one an earlier delivery in this process took and
-        did not end (it crashed part way); taking it back loses nothing.
+        A lease of ours comes from an earlier delivery in this process that
+        crashed part way. Taking it back loses nothing.
         """
         view = self.store.lease(run_id)
         if view is None or view.state is not RunState.RUNNING or not view.owner:

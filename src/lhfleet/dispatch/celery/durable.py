@@ -3,7 +3,7 @@
 A worker that finished an audit while the database is down retries the
 write until the database is back, instead of losing the outcome. A retry
 after a dropped connection is ambiguous, because the first attempt may have
-committed before the connection dropped; the store then reads the run back
+committed before the connection dropped. So the store reads the run back
 and recognises its own write by the timestamp it wrote.
 """
 

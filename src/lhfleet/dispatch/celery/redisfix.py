@@ -2,9 +2,9 @@
 
 kombu's Redis transport counts a delivered message as unacknowledged until
 its acknowledgement reaches Redis. When Redis goes away while a task runs,
-that acknowledgement fails, the count never drops, and with a prefetch limit
-of one the worker stops asking for tasks: it does not even notice that its
-connection broke, so it never reconnects. (Measured with kombu 5.7 and
+that acknowledgement fails and the count never drops. With a prefetch limit
+of one, the worker then stops fetching tasks. It does not notice that its
+connection broke either, so it never reconnects. (Measured with kombu 5.7 and
 redis-py 8.2: the worker logs "Couldn't ack" and then sits idle.)
 
 The fix frees the worker's local slot when the acknowledgement fails. The

@@ -4,7 +4,8 @@ Tests and benchmarks of the cluster engine measure queues, leases and
 conditional writes; Lighthouse would add a minute of CPU per run and noise.
 ``lhfleet worker --stand-in-report FILE`` makes a worker use this class: it
 waits ``delay`` seconds, then returns the stored report with the run's URL
-written in. It is a fake, and says so in the worker's log and every report.
+written in. It is a fake: the worker logs a warning when it starts, and every report
+it returns carries a run warning that marks it.
 """
 
 from __future__ import annotations

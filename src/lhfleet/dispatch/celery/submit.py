@@ -1,9 +1,9 @@
 """The submitting side of the cluster engine: publish a job's runs, then watch it.
 
-``lhfleet run --engine celery`` stores the job like the local engine does,
-publishes one task per run and follows the job by reading the job store;
-the workers do the rest. Publishing again is always safe: a run's second
-task finds it leased or settled.
+``lhfleet run --engine celery`` stores the job like the local engine does
+and publishes one task per run. Then it follows the job by reading the job
+store while the workers audit the runs. Publishing again is always safe,
+because a run's second task finds the run leased or settled.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The broker redelivers the task of a worker that died, but Redis only does
 so after its visibility timeout (an hour by default), and a broker that
 lost its data (a restart without persistence) never does. The sweeper
-looks in the job store for runs of unfinished jobs that nobody is working
-on: leases that expired, leases of processes on this host that exited,
+looks in the job store for runs of unfinished jobs that no worker is
+auditing: leases that expired, leases of processes on this host that exited,
 and queued runs that have been due for longer than ``stale_after``. It
 publishes a task for each; a run that turns out to have a task already
 gets two, and the second delivery ends at once.

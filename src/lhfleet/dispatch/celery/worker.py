@@ -39,7 +39,7 @@ POOLS = ("prefork", "threads", "solo")
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    """How the Celery worker runs: processes, pool type and log level."""
+    """The Celery worker's pool size, pool type and log level."""
 
     concurrency: int
     pool: str = "prefork"
@@ -103,8 +103,8 @@ def complete_or_defer(
 ) -> None:
     """Write the results of the job whose last run this worker settled.
 
-    Never raises: the run is recorded already. When the results cannot be
-    written now, a ``complete_job`` task writes them later.
+    Logs instead of raising when the results cannot be written, because the
+    run is recorded already. A ``complete_job`` task writes them later.
     """
     logger.info("job %s: this worker settled its last run; completing it", job_id)
     try:
