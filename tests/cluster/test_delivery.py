@@ -166,14 +166,15 @@ def test_requeued_run_settles_when_due(setup: Setup) -> None:
     assert setup.deliverer.deliver(run_id).action == delivery.SETTLED
 
 
-def test_chrome_launch_failure_releases_run(setup: Setup) -> None:
-    (run_id,) = new_run(setup)
-    setup.auditor.results.append(
-        AuditResult(None, codes.CHROME_LAUNCH_FAILED, "no chrome")
-    )
-    outcome = setup.deliverer.deliver(run_id)
+def test_chrome_failing_twice_releases_run(setup: Setup) -> None:
+    first, second = new_run(setup, urls=2)
+    failure = AuditResult(None, codes.CHROME_LAUNCH_FAILED, "no chrome")
+    setup.auditor.results += [failure, failure]
+    setup.deliverer.deliver(first)
+    outcome = setup.deliverer.deliver(second)
     assert outcome.retry_in == delivery.CHROME_RETRY
-    assert setup.store.get_run(run_id).state is RunState.QUEUED
+    assert setup.store.get_run(second).state is RunState.QUEUED
+    assert setup.store.get_run(second).attempts == 0
 
 
 def test_unknown_job_drops_task(setup: Setup) -> None:

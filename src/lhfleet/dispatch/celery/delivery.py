@@ -66,6 +66,7 @@ class Deliverer:
     on_complete: Callable[[str], None]
     clock: Callable[[], float] = time.time
     _jobs: dict[str, tuple[JobSettings, JobSecrets]] = field(default_factory=dict)
+    _executors: dict[str, RunExecutor] = field(default_factory=dict)
 
     def deliver(self, run_id: str) -> Outcome:
         """Lease the run and audit it, or return why not and when to try again."""
@@ -140,9 +141,7 @@ class Deliverer:
     def _execute(
         self, run: Run, owner: str, settings: JobSettings, secrets: JobSecrets
     ) -> Outcome:
-        executor = RunExecutor(
-            self.store, self.reports, self.auditor, owner, self.on_complete, self.clock
-        )
+        executor = self._executor(owner)
         try:
             settlement = executor.execute(run, settings, secrets)
         except ChromeLaunchError as error:
@@ -161,6 +160,19 @@ class Deliverer:
             wait = self._wait(view) if view is not None else MIN_WAIT
             return Outcome(REQUEUED, retry_in=wait)
         return Outcome(SETTLED)
+
+    def _executor(self, owner: str) -> RunExecutor:
+        """Return this slot's executor, which counts Chrome launch failures in a row."""
+        if owner not in self._executors:
+            self._executors[owner] = RunExecutor(
+                self.store,
+                self.reports,
+                self.auditor,
+                owner,
+                self.on_complete,
+                self.clock,
+            )
+        return self._executors[owner]
 
     def _release_quietly(self, run_id: str, owner: str) -> None:
         try:
