@@ -18,7 +18,12 @@
     ├── JobInterrupted           the job was stopped before every run settled
     ├── AssertionsFailed         an error-level assertion (budget) failed (exit 1)
     ├── RegressionFound          compare found a significant regression (exit 1)
-    └── JobDeadlineError         --max-duration passed; unfinished runs failed
+    ├── JobDeadlineError         --max-duration passed; unfinished runs failed
+    ├── AccessError              the server rejected a request's token (exit 2)
+    │   ├── AuthenticationError  no token, an unknown one or a revoked one (401)
+    │   └── PermissionDenied     a token without the admin right (403)
+    ├── QuotaExceeded            a token is over one of its quotas (429)
+    └── RemoteError              the lhfleet server was unreachable or failed (exit 4)
 
 Each message says what failed, on which value, and what to do next.
 """
@@ -130,3 +135,38 @@ class RegressionFound(LhfleetError):
     """``lhfleet compare`` found a significant regression; it was printed."""
 
     exit_code = 1
+
+
+class AccessError(LhfleetError):
+    """A request to the lhfleet server whose token does not allow it."""
+
+    exit_code = 2
+
+
+class AuthenticationError(AccessError):
+    """A request without a token, or with an unknown or revoked one."""
+
+
+class PermissionDenied(AccessError):
+    """A request that needs an admin token, made with another token."""
+
+
+class QuotaExceeded(LhfleetError):
+    """A token is over a quota: jobs running at once, or runs per day."""
+
+    exit_code = 2
+
+    def __init__(
+        self, message: str, quota: str, limit: int, resets_at: float | None
+    ) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.limit = limit
+        self.resets_at = resets_at
+        """When the quota frees up (Unix time), or None when a job must end first."""
+
+
+class RemoteError(LhfleetError):
+    """The lhfleet server could not be reached, or answered with an error."""
+
+    exit_code = 4

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lhfleet.lhr import ReportFacts
 from lhfleet.models import Job, JobSecrets, JobSettings, Run, Target
@@ -189,3 +190,190 @@ class Dispatcher(abc.ABC):
         An engine whose workers run elsewhere returns once the runs are
         published; the local engine returns when it has run them.
         """
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Limits an admin sets on one API token; None is no limit."""
+
+    max_running_jobs: int | None = None
+    max_runs_per_day: int | None = None
+    """Runs submitted per UTC day, counted from each job's total at submission."""
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the HTTP API, as the token store keeps it (hashed)."""
+
+    id: str
+    name: str
+    admin: bool
+    created_at: float
+    revoked_at: float | None
+    quota: Quota
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class TokenStore(abc.ABC):
+    """API tokens, the jobs each one submitted, and their quotas."""
+
+    @abc.abstractmethod
+    def create_token(
+        self, name: str, secret_hash: str, admin: bool, quota: Quota, now: float
+    ) -> ApiToken:
+        """Store a new token; raise InvalidSettingError when the name is taken."""
+
+    @abc.abstractmethod
+    def find_by_hash(self, secret_hash: str) -> ApiToken | None:
+        """Return the token with this secret hash, revoked or not, or None."""
+
+    @abc.abstractmethod
+    def get_token(self, name: str) -> ApiToken:
+        """Return a token by name; raise NotFoundError for an unknown name."""
+
+    @abc.abstractmethod
+    def list_tokens(self) -> list[ApiToken]:
+        """Return every token, oldest first."""
+
+    @abc.abstractmethod
+    def revoke(self, name: str, now: float) -> ApiToken:
+        """Mark a token revoked; revoking twice keeps the first time."""
+
+    @abc.abstractmethod
+    def set_quota(self, name: str, quota: Quota) -> ApiToken:
+        """Replace a token's quota."""
+
+    @abc.abstractmethod
+    def reserve(self, token: ApiToken, runs: int, now: float) -> str:
+        """Check the token's quotas for a job of ``runs`` runs and hold a place.
+
+        Returns a reservation id for ``attach`` or ``cancel_reservation``.
+        Raises QuotaExceeded when the job would go over a quota. Checks and
+        the new place are one transaction, so two submissions at once cannot
+        both take the last place.
+        """
+
+    @abc.abstractmethod
+    def attach(self, reservation: str, job_id: str) -> None:
+        """Record the stored job as the reservation's: its token owns it."""
+
+    @abc.abstractmethod
+    def cancel_reservation(self, reservation: str) -> None:
+        """Give back a place whose job was never stored."""
+
+    @abc.abstractmethod
+    def owner_of(self, job_id: str) -> str | None:
+        """Return the id of the token that submitted a job, or None."""
+
+    @abc.abstractmethod
+    def owned_jobs(
+        self, token_id: str | None, limit: int, offset: int, running_only: bool = False
+    ) -> list[str]:
+        """Return ids of the jobs a token (None: any token) submitted, newest first."""
+
+    @abc.abstractmethod
+    def count_owned(self, token_id: str | None) -> int:
+        """Return how many jobs a token (any token for None) submitted."""
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One hook of one job and where its delivery stands."""
+
+    id: str
+    job_id: str
+    index: int
+    spec: dict[str, Any]
+    """The hook as given, secrets included; never shown as it is."""
+
+    state: str
+    """``pending``, ``delivering`` (leased), ``delivered`` or ``failed``."""
+
+    attempts: int
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One try at delivering a hook."""
+
+    delivery_id: str
+    number: int
+    started_at: float
+    duration: float
+    ok: bool
+    status_code: int | None = None
+    """The webhook's HTTP status, or a command's exit status."""
+
+    error: str | None = None
+
+
+class HookLedger(abc.ABC):
+    """The hooks each job owes on completion, with conditional writes.
+
+    A delivery is leased before its hook fires and settled after, so a
+    crash between a job's completion and its hooks leaves them owed, and
+    the next ``deliver_owed`` fires them once.
+    """
+
+    @abc.abstractmethod
+    def add_hooks(
+        self, job_id: str, specs: Sequence[dict[str, Any]], now: float
+    ) -> list[HookDelivery]:
+        """Record the hooks a job owes, as pending deliveries."""
+
+    @abc.abstractmethod
+    def deliveries(self, job_id: str) -> list[HookDelivery]:
+        """Return a job's deliveries in hook order."""
+
+    @abc.abstractmethod
+    def attempts(self, job_id: str) -> list[DeliveryAttempt]:
+        """Return every delivery attempt of a job's hooks, oldest first."""
+
+    @abc.abstractmethod
+    def claim_next(
+        self,
+        job_id: str,
+        owner: str,
+        lease_seconds: float,
+        now: float,
+        is_gone: Callable[[str], bool],
+    ) -> HookDelivery | None:
+        """Lease the next owed delivery of a completed job, or return None.
+
+        A delivery is owed when pending, or leased by an owner that
+        ``is_gone`` says died or whose lease has expired.
+        """
+
+    @abc.abstractmethod
+    def record_attempt(
+        self, attempt: DeliveryAttempt, owner: str, lease_until: float
+    ) -> bool:
+        """Add an attempt to a delivery this owner holds and extend its lease.
+
+        Returns False when the owner no longer holds the lease.
+        """
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        delivery_id: str,
+        owner: str,
+        delivered: bool,
+        error: str | None,
+        now: float,
+    ) -> bool:
+        """Settle a leased delivery as delivered or failed; False if not the holder."""
+
+    @abc.abstractmethod
+    def redeliver_failed(self, job_id: str) -> int:
+        """Make a job's failed deliveries pending again; return how many."""
+
+    @abc.abstractmethod
+    def jobs_owing(self) -> list[str]:
+        """Return the completed jobs that still owe a delivery."""

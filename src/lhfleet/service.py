@@ -7,16 +7,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from lhfleet import codes
 from lhfleet.aggregate import check_settings
 from lhfleet.auditor import Auditor, sweep_scratch
 from lhfleet.dispatch.local import LocalDispatcher
-from lhfleet.errors import InvalidSettingError
+from lhfleet.errors import InvalidSettingError, LhfleetError
+from lhfleet.hooks import Deliverer, HookCall, HookSpec, check_hooks, hook_payload
 from lhfleet.models import (
     CATEGORIES,
     EXTRA_CATEGORIES,
@@ -28,10 +31,11 @@ from lhfleet.models import (
     Target,
 )
 from lhfleet.owners import is_gone
-from lhfleet.ports import Failure, JobStore, ReportStore
+from lhfleet.ports import Failure, HookLedger, JobStore, ReportStore
 from lhfleet.reports.local import LocalReportStore
 from lhfleet.results import results_document
 from lhfleet.runtime import Runtime, find_runtime
+from lhfleet.store.hook_ledger import SqlHookLedger
 from lhfleet.store.sql import SqlJobStore, sqlite_url
 
 logger = logging.getLogger(__name__)
@@ -53,6 +57,12 @@ class Workspace:
     store: JobStore
     reports: ReportStore
     scratch: Path
+    ledger: HookLedger | None = None
+    """Where the hooks of each job are recorded; beside an SQL store by default."""
+
+    def __post_init__(self) -> None:
+        if self.ledger is None and isinstance(self.store, SqlJobStore):
+            self.ledger = SqlHookLedger.beside(self.store)
 
     @classmethod
     def open(cls, data_dir: Path) -> Workspace:
@@ -110,12 +120,22 @@ def submit(
     targets: Iterable[Target | str],
     settings: JobSettings,
     secrets: JobSecrets,
+    hooks: Sequence[HookSpec] = (),
 ) -> Job:
-    """Validate the settings and store the job with its queued runs."""
+    """Validate the settings and store the job with its queued runs and hooks."""
     validate_settings(settings)
+    check_hooks(hooks)
+    if hooks and workspace.ledger is None:
+        raise InvalidSettingError(
+            "This job store cannot keep hooks. Use the SQL job store (SQLite or "
+            "PostgreSQL), or submit the job without hooks."
+        )
     job = workspace.store.create_job(settings, secrets, targets)
     if job.total == 0:
         raise InvalidSettingError("The URL list is empty. Give at least one URL.")
+    if hooks and workspace.ledger is not None:
+        specs = [hook.to_dict() for hook in hooks]
+        workspace.ledger.add_hooks(job.id, specs, time.time())
     return job
 
 
@@ -147,6 +167,8 @@ def drive(
         and not _summary_path(workspace, job_id).exists()
     ):
         complete(workspace, job_id)
+    elif job.state is JobState.COMPLETED:
+        deliver_owed_hooks(workspace, job_id)
     return job
 
 
@@ -168,9 +190,67 @@ def complete(workspace: Workspace, job_id: str) -> None:
     document = results_document(workspace.store, workspace.reports, job_id)
     body = json.dumps(document, indent=2).encode("utf-8")
     ref = workspace.reports.put_summary(job_id, body)
-    logger.info(
-        "job %s: completed; results in %s", job_id, workspace.reports.locate(ref)
+    location = workspace.reports.locate(ref)
+    logger.info("job %s: completed; results in %s", job_id, location)
+    _fire_hooks(workspace, document, location)
+
+
+def _fire_hooks(workspace: Workspace, document: dict[str, Any], location: str) -> None:
+    """Deliver the hooks the job owes; a failure is logged and stays owed."""
+    if workspace.ledger is None:
+        return
+    job = document["job"]
+    call = HookCall(job["id"], location, job["state"], hook_payload(document, location))
+    try:
+        Deliverer(workspace.ledger).deliver_owed(call)
+    except (LhfleetError, OSError, sa.exc.SQLAlchemyError) as error:
+        logger.error(
+            "job %s: delivering its hooks failed: %s. They stay owed; "
+            "`lhfleet resume %s` delivers them.",
+            job["id"],
+            error,
+            job["id"],
+        )
+
+
+def deliver_owed_hooks(workspace: Workspace, job_id: str) -> bool:
+    """Deliver the hooks a completed job still owes; False when it owed none.
+
+    The results document is written again first, as ``complete`` does, so
+    the hooks see the same summary as when the job completed.
+    """
+    ledger = workspace.ledger
+    if ledger is None:
+        return False
+    owed = [
+        d for d in ledger.deliveries(job_id) if d.state in ("pending", "delivering")
+    ]
+    if not owed:
+        return False
+    logger.info("job %s: %d hook deliveries owed; delivering", job_id, len(owed))
+    complete(workspace, job_id)
+    return True
+
+
+def cancel(workspace: Workspace, job_id: str) -> int:
+    """Fail a job's queued runs as cancelled; return how many.
+
+    Runs in flight are left to their workers; a driver that is stopped
+    gives its runs back, and cancelling again fails those. The write that
+    fails the last unsettled run completes the job, and its hooks fire.
+    """
+    failure = Failure(
+        code=codes.JOB_CANCELLED,
+        message="The job was cancelled before this run finished. Run it again "
+        f"with `lhfleet retry {job_id}`.",
     )
+    before = workspace.store.get_job(job_id).pending
+    outcome = workspace.store.abandon(job_id, failure, time.time())
+    if outcome.completed_job:
+        complete(workspace, job_id)
+    after = workspace.store.get_job(job_id).pending
+    logger.info("job %s: cancelled %d unsettled runs", job_id, before - after)
+    return before - after
 
 
 def retry_failed(workspace: Workspace, job_id: str) -> int:
