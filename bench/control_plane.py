@@ -318,9 +318,15 @@ def environment() -> list[str]:
     ]
 
 
-def report(args: argparse.Namespace, result: Throughput, costs: list[StoreCost]) -> str:
+def report(
+    args: argparse.Namespace,
+    setting: list[str],
+    result: Throughput,
+    costs: list[StoreCost],
+) -> str:
     lines = ["### Result", "", f"Command: `{' '.join(sys.argv)}`", ""]
-    lines += environment()
+    lines += setting
+    lines += [f"- load average (1 min) at the end: {os.getloadavg()[0]:.1f}"]
     lines += ["", "| measure | value |", "|---|---|"]
     lines += [
         f"| runs | {result.runs:,} |",
@@ -348,12 +354,13 @@ def report(args: argparse.Namespace, result: Throughput, costs: list[StoreCost])
 
 def main() -> None:
     args = parse_args()
+    setting = environment()
     with tempfile.TemporaryDirectory(prefix="lhfleet-bench-") as temp:
         folder = Path(temp)
         result = throughput(args, folder)
         sizes = [int(size) for size in args.sizes.split(",") if size]
         costs = [store_cost(size, folder) for size in sizes]
-    print(report(args, result, costs))
+    print(report(args, setting, result, costs))
 
 
 if __name__ == "__main__":
