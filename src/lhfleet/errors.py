@@ -5,8 +5,10 @@
     │   ├── InvalidURLError      a URL that cannot be audited
     │   │   └── TargetRejected   the network guard rejected a URL's address
     │   ├── InvalidSettingError  an option or setting out of range
+    │   │   └── InvalidFieldError  a field of an API request, named in ``field``
     │   ├── InputTooLargeError   an input over a limit (URLs, runs, bytes)
     │   ├── InputFetchError      a sitemap, robots.txt or crawled page failed to load
+    │   ├── JobStateConflict     a change the job's state does not allow (HTTP 409)
     │   └── ConfigError          a config file unreadable, or with a bad or unknown key
     ├── NotFoundError            a job or run id that the store does not have
     ├── JobNotFinished           a job's results were asked for before it completed
@@ -51,6 +53,15 @@ class InvalidSettingError(UsageError):
     """An option or setting with a value out of range."""
 
 
+class InvalidFieldError(InvalidSettingError):
+    """A field of an HTTP API request that lhfleet rejects; the API answers 422."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        """The field's path in the request body, such as ``urls`` or ``hooks[0]``."""
+
+
 class TargetRejected(InvalidURLError):
     """A URL whose host resolves to an address that the network guard blocks."""
 
@@ -71,6 +82,10 @@ class InputTooLargeError(UsageError):
 
 class InputFetchError(UsageError):
     """A sitemap, robots.txt or page that the input needs could not be loaded."""
+
+
+class JobStateConflict(UsageError):
+    """A change the job's state does not allow, such as cancelling a completed job."""
 
 
 class NotFoundError(LhfleetError):

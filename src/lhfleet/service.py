@@ -145,13 +145,17 @@ def drive(
     concurrency: int,
     stop: threading.Event,
     runtime: Runtime | None = None,
+    auditor: Auditor | None = None,
 ) -> Job:
-    """Run a job's unsettled runs here until all settle or ``stop`` is set."""
-    runtime = runtime or find_runtime()
+    """Run a job's unsettled runs here until all settle or ``stop`` is set.
+
+    ``auditor`` replaces the default one (on ``runtime``), to add Chrome
+    flags that the stored settings must not keep, for example.
+    """
     job = workspace.store.get_job(job_id)
     recover(workspace, job_id)
     if job.state is not JobState.COMPLETED:
-        auditor = Auditor(runtime, workspace.scratch)
+        auditor = auditor or Auditor(runtime or find_runtime(), workspace.scratch)
         dispatcher = LocalDispatcher(
             workspace.store,
             workspace.reports,

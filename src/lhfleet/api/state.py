@@ -1,0 +1,162 @@
+"""What every request handler of the server shares, built once at start."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lhfleet import service
+from lhfleet.api.events import ProgressHub
+from lhfleet.api.runner import ChromeFlagsAuditor, JobRunner
+from lhfleet.api.settings import ServerSettings
+from lhfleet.api.submission import Submitter
+from lhfleet.api.tokens import authenticate, hash_secret
+from lhfleet.auditor import Auditor
+from lhfleet.errors import InvalidSettingError, NotFoundError
+from lhfleet.guard_proxy import GuardProxy
+from lhfleet.models import Job
+from lhfleet.ports import ApiToken, TokenStore
+from lhfleet.runtime import Runtime, find_runtime
+from lhfleet.store.sql import SqlJobStore
+from lhfleet.store.tokens import SqlTokenStore
+
+logger = logging.getLogger(__name__)
+
+
+class TokenCache:
+    """Checked tokens, trusted for a few seconds to spare the store a read per request.
+
+    ``forget`` drops a token at once, so a revocation made through this
+    server takes effect on the next request.
+    """
+
+    def __init__(self, store: TokenStore, seconds: float) -> None:
+        self.store = store
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[ApiToken, float]] = {}
+
+    def authenticate(self, secret: str) -> ApiToken | None:
+        """Return the active token of a secret, or None."""
+        key = hash_secret(secret)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        token = authenticate(self.store, secret)
+        if token is not None:
+            with self._lock:
+                self._entries[key] = (token, now + self.seconds)
+        return token
+
+    def forget(self, token_id: str) -> None:
+        with self._lock:
+            self._entries = {
+                key: entry
+                for key, entry in self._entries.items()
+                if entry[0].id != token_id
+            }
+
+
+@dataclass
+class ServerState:
+    """The workspace, token store, runner and progress hub behind the routes."""
+
+    workspace: service.Workspace
+    tokens: TokenStore
+    settings: ServerSettings
+    runner: JobRunner
+    hub: ProgressHub
+    cache: TokenCache
+    submitter: Submitter
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def visible_job(self, token: ApiToken, job_id: str) -> Job:
+        """Return a job the token may see; NotFoundError for others' jobs too.
+
+        Another token's job gets the same answer as a job that does not
+        exist, so a token cannot learn which job ids exist.
+        """
+        if not token.admin and self.tokens.owner_of(job_id) != token.id:
+            raise NotFoundError(
+                f"No job {job_id!r} among the jobs of this token. List them with "
+                "GET /api/jobs."
+            )
+        return self.workspace.store.get_job(job_id)
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            closer()
+
+
+def build_state(
+    workspace: service.Workspace,
+    settings: ServerSettings,
+    runtime: Runtime | None = None,
+) -> ServerState:
+    """Build the server's state on a workspace; nothing runs until the app starts.
+
+    ``runtime`` (Node, Lighthouse, Chromium) is found on first use when not
+    given, so a server whose jobs never run needs none.
+    """
+    if not isinstance(workspace.store, SqlJobStore):
+        raise InvalidSettingError(
+            "lhfleet serve needs the SQL job store (SQLite or PostgreSQL) for its "
+            "tokens and hooks."
+        )
+    tokens = SqlTokenStore.beside(workspace.store)
+    closers: list[Callable[[], None]] = []
+    make_auditor = _auditor_factory(workspace, settings, runtime, closers)
+    runner = JobRunner(
+        workspace, make_auditor, settings.concurrency, settings.parallel_jobs
+    )
+    hub = ProgressHub(workspace.store.get_job, settings.progress_interval)
+    return ServerState(
+        workspace=workspace,
+        tokens=tokens,
+        settings=settings,
+        runner=runner,
+        hub=hub,
+        cache=TokenCache(tokens, settings.token_cache_seconds),
+        submitter=Submitter(workspace, tokens, settings, runner),
+        closers=closers,
+    )
+
+
+def _auditor_factory(
+    workspace: service.Workspace,
+    settings: ServerSettings,
+    runtime: Runtime | None,
+    closers: list[Callable[[], None]],
+) -> Callable[[], Auditor]:
+    """Return a function that makes the one Auditor, behind the guard proxy if set."""
+    lock = threading.Lock()
+    made: dict[str, Auditor] = {}
+
+    def make() -> Auditor:
+        with lock:
+            if "auditor" not in made:
+                made["auditor"] = _first_auditor(workspace, settings, runtime, closers)
+            return made["auditor"]
+
+    return make
+
+
+def _first_auditor(
+    workspace: service.Workspace,
+    settings: ServerSettings,
+    runtime: Runtime | None,
+    closers: list[Callable[[], None]],
+) -> Auditor:
+    runtime = runtime or find_runtime()
+    policy = settings.policy()
+    if policy is None:
+        return Auditor(runtime, workspace.scratch)
+    proxy = GuardProxy(policy).start()
+    closers.append(proxy.close)
+    logger.info("audits go through the guard proxy on port %d", proxy.port)
+    return ChromeFlagsAuditor(runtime, workspace.scratch, proxy.chrome_flags())
