@@ -77,6 +77,41 @@ class EngineOptions:
         return spec
 
 
+ENGINE_OPTIONS = [
+    click.option(
+        "--engine",
+        type=click.Choice(engines.ENGINES),
+        default=None,
+        help="Where runs are audited: local (here) or celery (lhfleet workers) "
+        "[default: lhfleet.toml's engine, $LHFLEET_ENGINE or local].",
+    ),
+    click.option(
+        "--store",
+        default=None,
+        help="Job store: postgresql://USER@HOST/DB or a SQLite file "
+        "[default: $LHFLEET_STORE or the data directory's].",
+    ),
+    click.option(
+        "--reports",
+        default=None,
+        help="Report store: s3://BUCKET/PREFIX or a folder "
+        "[default: $LHFLEET_REPORTS or the data directory's].",
+    ),
+    click.option(
+        "--broker",
+        default=None,
+        help="Celery broker URL, Redis or RabbitMQ "
+        "[default: $LHFLEET_BROKER or redis://127.0.0.1:6379/0].",
+    ),
+    click.option(
+        "--detach",
+        is_flag=True,
+        help="With --engine celery: publish the runs, print the job id and "
+        "exit without waiting.",
+    ),
+]
+
+
 def engine_options(command: F) -> F:
     """Add the engine's options to a command, passed on as ``engine``."""
 
@@ -93,41 +128,8 @@ def engine_options(command: F) -> F:
         chosen = EngineOptions(engine, store, reports, broker, detach)
         return command(*args, engine=chosen, **kwargs)
 
-    options = [
-        click.option(
-            "--engine",
-            type=click.Choice(engines.ENGINES),
-            default=None,
-            help="Where runs are audited: local (here) or celery (lhfleet workers) "
-            "[default: lhfleet.toml's engine, $LHFLEET_ENGINE or local].",
-        ),
-        click.option(
-            "--store",
-            default=None,
-            help="Job store: postgresql://USER@HOST/DB or a SQLite file "
-            "[default: $LHFLEET_STORE or the data directory's].",
-        ),
-        click.option(
-            "--reports",
-            default=None,
-            help="Report store: s3://BUCKET/PREFIX or a folder "
-            "[default: $LHFLEET_REPORTS or the data directory's].",
-        ),
-        click.option(
-            "--broker",
-            default=None,
-            help="Celery broker URL, Redis or RabbitMQ "
-            "[default: $LHFLEET_BROKER or redis://127.0.0.1:6379/0].",
-        ),
-        click.option(
-            "--detach",
-            is_flag=True,
-            help="With --engine celery: publish the runs, print the job id and "
-            "exit without waiting.",
-        ),
-    ]
     decorated: Any = wrapper
-    for option in reversed(options):
+    for option in reversed(ENGINE_OPTIONS):
         decorated = option(decorated)
     return decorated  # type: ignore[no-any-return]
 
