@@ -10,6 +10,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from kombu import Connection, Exchange, Queue
+from kombu.exceptions import KombuError
 from moto.server import ThreadedMotoServer
 
 from lhfleet.store.sql import SqlJobStore, sqlite_url
@@ -127,3 +129,16 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     yield make
     for cluster in built:
         cluster.stop()
+        delete_queue(cluster.env["LHFLEET_BROKER"], cluster.env["LHFLEET_QUEUE"])
+
+
+def delete_queue(broker: str, queue: str) -> None:
+    """Remove a test's queue from the broker, which other tests share."""
+    try:
+        with Connection(broker, connect_timeout=5) as connection:
+            bound = Queue(queue, Exchange(queue), routing_key=queue)
+            bound.bind(connection.default_channel).delete()
+    except (OSError, KombuError) as error:
+        logging.getLogger(__name__).info(
+            "queue %s left on %s: %s", queue, broker, error
+        )
