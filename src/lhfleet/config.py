@@ -61,6 +61,10 @@ def _headers(value: Any) -> bool:
     )
 
 
+def _hooks(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
 def _runs(value: Any) -> bool:
     return value == "auto" or _whole(value)
 
@@ -85,6 +89,10 @@ JOB_KEYS: dict[str, Check] = {
     "store": (_text, "a job store URL, such as postgresql://HOST/lhfleet"),
     "reports": (_text, "a folder, or a URL such as s3://BUCKET/PREFIX"),
     "broker": (_text, "a broker URL, such as redis://HOST:6379/0"),
+    "hooks": (
+        _hooks,
+        'an array of tables such as [[hooks]] type = "webhook", url = "https://..."',
+    ),
 }
 """Top-level keys of lhfleet.toml: defaults of ``lhfleet run``."""
 
@@ -111,6 +119,8 @@ class Config:
         for key, value in self.job.items():
             if key == "headers":
                 defaults["extra_headers"] = json.dumps(value)
+            elif key == "hooks":
+                defaults["hooks"] = [json.dumps(hook) for hook in value]
             elif key in ("categories", "chrome_flags"):
                 joiner = "," if key == "categories" else " "
                 defaults[key] = value if isinstance(value, str) else joiner.join(value)

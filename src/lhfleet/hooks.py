@@ -427,6 +427,34 @@ def _call_python(spec: HookSpec, call: HookCall, delivery_id: str) -> Outcome:
     return Outcome(ok=True)
 
 
+def deliveries_document(ledger: HookLedger, job_id: str) -> list[dict[str, Any]]:
+    """Return a job's hook deliveries with every attempt, secrets left out."""
+    attempts = ledger.attempts(job_id)
+    return [
+        {
+            "id": delivery.id,
+            "index": delivery.index,
+            "hook": HookSpec.from_dict(delivery.spec).public_dict(),
+            "state": delivery.state,
+            "attempts": [
+                {
+                    "number": attempt.number,
+                    "started_at": attempt.started_at,
+                    "duration": round(attempt.duration, 3),
+                    "ok": attempt.ok,
+                    "status_code": attempt.status_code,
+                    "error": attempt.error,
+                }
+                for attempt in attempts
+                if attempt.delivery_id == delivery.id
+            ],
+            "last_error": delivery.last_error,
+            "delivered_at": delivery.delivered_at,
+        }
+        for delivery in ledger.deliveries(job_id)
+    ]
+
+
 def backoff(attempt: int) -> float:
     """Return the wait in seconds after attempt ``attempt`` failed, with jitter."""
     delay: float = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))

@@ -61,8 +61,11 @@ class Workspace:
     """Where the hooks of each job are recorded; beside an SQL store by default."""
 
     def __post_init__(self) -> None:
-        if self.ledger is None and isinstance(self.store, SqlJobStore):
-            self.ledger = SqlHookLedger.beside(self.store)
+        # A store that wraps the SQL store (the cluster engine's patient one)
+        # names it ``inner``; the ledger lives in the same database.
+        sql_store = getattr(self.store, "inner", self.store)
+        if self.ledger is None and isinstance(sql_store, SqlJobStore):
+            self.ledger = SqlHookLedger.beside(sql_store)
 
     @classmethod
     def open(cls, data_dir: Path) -> Workspace:

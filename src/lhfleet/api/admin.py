@@ -10,27 +10,11 @@ from fastapi import APIRouter
 
 from lhfleet.api.auth import AdminToken, State, Token
 from lhfleet.api.schemas import QuotaIn, TokenRequest
-from lhfleet.api.tokens import check_quota, issue_token
-from lhfleet.ports import ApiToken
+from lhfleet.api.tokens import check_quota, issue_token, token_document
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["tokens"])
-
-
-def token_document(token: ApiToken) -> dict[str, Any]:
-    """Return a token as the API shows it: never its secret or hash."""
-    return {
-        "id": token.id,
-        "name": token.name,
-        "admin": token.admin,
-        "created_at": token.created_at,
-        "revoked_at": token.revoked_at,
-        "quota": {
-            "max_running_jobs": token.quota.max_running_jobs,
-            "max_runs_per_day": token.quota.max_runs_per_day,
-        },
-    }
 
 
 @router.get("/me")

@@ -27,7 +27,7 @@ from lhfleet.errors import (
     LhfleetError,
     NotFoundError,
 )
-from lhfleet.hooks import HookSpec
+from lhfleet.hooks import HookSpec, deliveries_document
 from lhfleet.models import Job, JobState, Run
 from lhfleet.ports import ApiToken
 from lhfleet.results import job_document
@@ -124,32 +124,7 @@ def get_hooks(job_id: str, token: Token, state: State) -> dict[str, Any]:
 def hook_deliveries(state: ServerState, job_id: str) -> list[dict[str, Any]]:
     """Return a job's deliveries and their attempts, secrets left out."""
     ledger = state.workspace.ledger
-    if ledger is None:
-        return []
-    attempts = ledger.attempts(job_id)
-    return [
-        {
-            "id": delivery.id,
-            "index": delivery.index,
-            "hook": HookSpec.from_dict(delivery.spec).public_dict(),
-            "state": delivery.state,
-            "attempts": [
-                {
-                    "number": attempt.number,
-                    "started_at": attempt.started_at,
-                    "duration": round(attempt.duration, 3),
-                    "ok": attempt.ok,
-                    "status_code": attempt.status_code,
-                    "error": attempt.error,
-                }
-                for attempt in attempts
-                if attempt.delivery_id == delivery.id
-            ],
-            "last_error": delivery.last_error,
-            "delivered_at": delivery.delivered_at,
-        }
-        for delivery in ledger.deliveries(job_id)
-    ]
+    return deliveries_document(ledger, job_id) if ledger else []
 
 
 @router.post("/jobs/{job_id}/hooks/redeliver", status_code=202)

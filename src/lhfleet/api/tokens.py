@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from typing import Any
 
 from lhfleet.errors import InvalidSettingError
 from lhfleet.ports import ApiToken, Quota, TokenStore
@@ -65,3 +66,18 @@ def authenticate(store: TokenStore, secret: str) -> ApiToken | None:
     if token is None or not token.active:
         return None
     return token
+
+
+def token_document(token: ApiToken) -> dict[str, Any]:
+    """Return a token as the API shows it: never its secret or hash."""
+    return {
+        "id": token.id,
+        "name": token.name,
+        "admin": token.admin,
+        "created_at": token.created_at,
+        "revoked_at": token.revoked_at,
+        "quota": {
+            "max_running_jobs": token.quota.max_running_jobs,
+            "max_runs_per_day": token.quota.max_runs_per_day,
+        },
+    }

@@ -20,6 +20,7 @@ from lhfleet.cli.common import EXIT_HELP
 from lhfleet.cli.doctor import doctor
 from lhfleet.cli.jobs import prune, resume, retry, run
 from lhfleet.cli.read import jobs, results, status
+from lhfleet.cli.serve import hooks, serve, submit, token
 from lhfleet.cli.worker import worker
 
 
@@ -47,3 +48,5 @@ main.add_command(aws)
 for command in (compare, assert_, report, calibrate):
     main.add_command(command)
 main.add_command(worker)
+for command in (serve, token, submit, hooks):
+    main.add_command(command)

@@ -46,6 +46,7 @@ from lhfleet.errors import (
     JobDeadlineError,
     JobInterrupted,
 )
+from lhfleet.hooks import parse_hook_option
 from lhfleet.inputs import SourceLine, read_lines, validated
 from lhfleet.models import CATEGORIES, PRESETS, JobSecrets, JobSettings, JobState
 from lhfleet.results import urls_without_valid_run
@@ -167,6 +168,13 @@ def gather_urls(urls: tuple[str, ...], input_file: str | None) -> list[str]:
     is_flag=True,
     help="Leave the embedded screenshots out of the stored JSON reports.",
 )
+@click.option(
+    "--hook",
+    "hooks",
+    multiple=True,
+    help="A hook to fire once when the job completes: webhook:URL, "
+    "command:COMMAND, python:MODULE:FUNCTION or a JSON object; repeat for more.",
+)
 @input_options
 @analysis_options
 @config_option
@@ -184,6 +192,7 @@ def run(
     extra_headers: str | None,
     ignore_certificate_errors: bool,
     strip_screenshots: bool,
+    hooks: tuple[str, ...],
     analysis: AnalysisOptions,
     drive: DriveOptions,
     inputs: InputOptions,
@@ -204,6 +213,7 @@ def run(
     )
     settings = analysis.apply(settings, runs)
     service.validate_settings(settings)
+    hook_specs = [parse_hook_option(text) for text in hooks]
     headers = inputs.headers(parse_extra_headers(extra_headers))
     secrets = JobSecrets(extra_headers=headers)
     plan = gather_plan(urls, input_file, inputs, headers, settings)
@@ -212,12 +222,12 @@ def run(
         return
     settings = guard_browser(settings, inputs)
     if engine.spec(drive.data_dir).distributed:
-        run_on_cluster(engine, drive, plan.targets, settings, secrets)
+        run_on_cluster(engine, drive, plan.targets, settings, secrets, hook_specs)
         return
     runtime = find_runtime()
     workspace = open_workspace(drive.data_dir, engine.spec(drive.data_dir))
     settings = analysis.with_host(settings, workspace, runtime)
-    job = service.submit(workspace, plan.targets, settings, secrets)
+    job = service.submit(workspace, plan.targets, settings, secrets, hook_specs)
     stderr.print(
         f"Job [bold]{job.id}[/bold]: {len(plan.entries)} URLs × {runs} runs = "
         f"{job.total} runs, {drive.slots} at a time"

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +18,7 @@ from lhfleet.cli.common import (
     open_workspace,
     stdout,
 )
+from lhfleet.cli.serve import ServerOptions, server_options
 from lhfleet.results import results_csv
 from lhfleet.summary import results_markdown
 
@@ -37,18 +39,29 @@ logger = logging.getLogger(__name__)
     "--failed", is_flag=True, help="List only the failed runs (the dead letters)."
 )
 @data_dir_option
+@server_options
 @handle_errors
 def results(
-    job_id: str, output_format: str, as_json: bool, failed: bool, data_dir: Path | None
+    job_id: str,
+    output_format: str,
+    as_json: bool,
+    failed: bool,
+    data_dir: Path | None,
+    remote: ServerOptions,
 ) -> None:
     """Print a job's results: per URL, its runs, representative run and medians."""
-    workspace = open_workspace(data_dir)
     if as_json:
         output_format = "json"
-    if output_format == "csv":
-        sys.stdout.write(results_csv(workspace.store, workspace.reports, job_id))
-        return
-    document = service.results(workspace, job_id)
+    if remote.server:
+        document = _remote_results(remote, job_id, output_format)
+        if document is None:
+            return
+    else:
+        workspace = open_workspace(data_dir)
+        if output_format == "csv":
+            sys.stdout.write(results_csv(workspace.store, workspace.reports, job_id))
+            return
+        document = service.results(workspace, job_id)
     if failed:
         document["urls"] = [
             {
@@ -72,13 +85,20 @@ def results(
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @data_dir_option
+@server_options
 @handle_errors
-def status(job_id: str, as_json: bool, data_dir: Path | None) -> None:
+def status(
+    job_id: str, as_json: bool, data_dir: Path | None, remote: ServerOptions
+) -> None:
     """Print a job's state and run counts."""
     from lhfleet.results import job_document  # noqa: PLC0415
 
-    workspace = open_workspace(data_dir)
-    document = job_document(workspace.store.get_job(job_id))
+    if remote.server:
+        with remote.client() as client:
+            document = client.job(job_id)
+    else:
+        workspace = open_workspace(data_dir)
+        document = job_document(workspace.store.get_job(job_id))
     if as_json:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
@@ -107,3 +127,17 @@ def jobs(limit: int, as_json: bool, data_dir: Path | None) -> None:
         )
     else:
         stdout.print(views.jobs_table(listed))
+
+
+def _remote_results(
+    remote: ServerOptions, job_id: str, output_format: str
+) -> dict[str, Any] | None:
+    """Return a server's results document; print it and return None for CSV."""
+    from lhfleet.client import results_csv as remote_csv  # noqa: PLC0415
+
+    with remote.client() as client:
+        document = client.results(job_id)
+    if output_format == "csv":
+        sys.stdout.write(remote_csv(document))
+        return None
+    return document

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ from lhfleet.errors import (
     JobInterrupted,
     StoreError,
 )
+from lhfleet.hooks import HookSpec
 from lhfleet.models import JobSecrets, JobSettings, JobState, Target
 from lhfleet.owners import is_gone
 from lhfleet.results import urls_without_valid_run
@@ -140,13 +141,14 @@ def run_on_cluster(
     targets: Iterable[Target],
     settings: JobSettings,
     secrets: JobSecrets,
+    hooks: Sequence[HookSpec] = (),
 ) -> None:
     """Store a job, publish its runs to the workers and follow it to the end."""
     spec = engine.spec(drive.data_dir)
     app = engines.cluster_app(spec)
     app.config.check_settings(settings)
     workspace = engines.open_workspace(spec)
-    job = service.submit(workspace, targets, settings, secrets)
+    job = service.submit(workspace, targets, settings, secrets, hooks)
     stderr.print(
         f"Job [bold]{job.id}[/bold]: {job.total} runs ({settings.runs} per URL), "
         f"published to queue {app.config.queue} on {app.config.broker_display}"
