@@ -348,7 +348,7 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     invocations = Invocations(engine, runs, arguments.concurrency, tally, gate)
     invoke_until_settled(invocations, job_id, arguments.pollers)
 
-    deadline = time.time() + 60
+    deadline = time.time() + 900
     while (
         "hooks_fired_at" not in engine.store.job_values(job_id)
         and time.time() < deadline
@@ -443,10 +443,15 @@ def summarize(
         "failure_reasons": dict(failures),
         "fanout_seconds": round(fanned_out - started, 2),
         "first_to_last_run_seconds": round(last_run - min(finished), 2),
-        "last_run_to_completion_seconds": round(values["finished_at"] - last_run, 3),
-        "last_run_to_results_seconds": round(values["hooks_fired_at"] - last_run, 3),
+        "last_run_to_completion_seconds": _since(values.get("finished_at"), last_run),
+        "last_run_to_results_seconds": _since(values.get("hooks_fired_at"), last_run),
         "wall_seconds": round(time.time() - started, 1),
     }
+
+
+def _since(moment: float | None, start: float) -> float | None:
+    """Return seconds from ``start`` to ``moment``, or None if it never came."""
+    return None if moment is None else round(moment - start, 3)
 
 
 def markdown(arguments: argparse.Namespace, result: dict[str, Any]) -> str:
