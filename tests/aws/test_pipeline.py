@@ -1,6 +1,6 @@
 """Whole jobs through the handlers, with moto's SQS, SNS, DynamoDB stream and S3.
 
-CannedAuditor stands in for Lighthouse here, and the end-to-end test runs
+CannedAuditor replaces Lighthouse here, and the end-to-end test runs
 the real one. Everything else is the code Lambda runs, fed with the events
 Lambda sends. Each test checks exact counts and a single completion.
 """
