@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 
 from lhfleet import service
 from lhfleet.api.app import create_app
@@ -228,3 +229,33 @@ def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlJob
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@dataclass
+class LiveServer:
+    """The app served by uvicorn on a free loopback port, in a thread."""
+
+    server: Server
+    url: str
+
+
+def serve_in_thread(server: Server, start_runner: bool = False) -> Iterator[LiveServer]:
+    """Serve the app until the generator is closed; yield where it listens."""
+    app = create_app(server.state, start_runner=start_runner)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not running.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    port = running.servers[0].sockets[0].getsockname()[1]
+    yield LiveServer(server, f"http://127.0.0.1:{port}")
+    running.should_exit = True
+    thread.join(timeout=20)
+
+
+@pytest.fixture
+def live(server: Server) -> Iterator[LiveServer]:
+    yield from serve_in_thread(server)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,7 +132,7 @@ def sse_message(event: str, data: dict[str, Any], event_id: int | None = None) -
     return "\n".join(lines) + "\n\n"
 
 
-async def progress_stream(hub: ProgressHub, job_id: str) -> AsyncIterator[str]:
+async def progress_stream(hub: ProgressHub, job_id: str) -> AsyncGenerator[str]:
     """Yield the SSE text of a job's progress until it completes.
 
     Each change is a ``progress`` event; the last one is an ``end`` event
