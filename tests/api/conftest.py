@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -239,7 +239,9 @@ class LiveServer:
     url: str
 
 
-def serve_in_thread(server: Server, start_runner: bool = False) -> Iterator[LiveServer]:
+def serve_in_thread(
+    server: Server, start_runner: bool = False
+) -> Generator[LiveServer]:
     """Serve the app until the generator is closed; yield where it listens."""
     app = create_app(server.state, start_runner=start_runner)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
