@@ -11,9 +11,9 @@ performance category, one audit at a time):
    /api/jobs/ID/events`` streams open until the job ends.
 
 It reports the latency of the status reads (p50, p99, max), how long the
-event streams took to connect and how late each saw the job end, and the
-job's own throughput (runs per minute, mean audit time, median score) with
-and without the clients. It prints a Markdown section for BENCHMARKS.md:
+event streams took to connect, and how late each saw the job end. It also
+reports the job's own throughput (runs per minute, mean audit time, median
+score) with and without the clients. It prints a Markdown section for BENCHMARKS.md:
 
     .venv/bin/python bench/serve_load.py > serve-load.md
     .venv/bin/python bench/serve_load.py --clients 20 --runs 2     # a smoke run
@@ -56,7 +56,7 @@ START_TIMEOUT = 60.0
 
 @dataclass
 class Measures:
-    """What the clients saw during one job."""
+    """The clients' measurements during one job."""
 
     status_latencies: list[float] = field(default_factory=list)
     status_errors: int = 0
@@ -272,9 +272,19 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=200, help="readers at once")
-    parser.add_argument("--runs", type=int, default=4, help="runs of the job")
-    parser.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=200,
+        help="clients reading the server at once (half poll, half stream)",
+    )
+    parser.add_argument("--runs", type=int, default=4, help="runs of the job's one URL")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=1.0,
+        help="seconds between two polls of one client",
+    )
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="lhfleet-serve-load-"))
     page = serve_page()
@@ -289,7 +299,7 @@ def main() -> None:
     }
     try:
         alone, _ = asyncio.run(run_job(url, token, request, 0, args.poll))
-        print("baseline done", file=sys.stderr)
+        print("baseline job completed; starting the loaded job", file=sys.stderr)
         loaded, measures = asyncio.run(
             run_job(url, token, request, args.clients, args.poll)
         )

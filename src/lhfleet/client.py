@@ -129,7 +129,7 @@ class LhfleetClient:
 
 
 def error_of(response: httpx.Response) -> LhfleetError:
-    """Return the lhfleet error for a server's error answer."""
+    """Return the lhfleet error for a server's error response."""
     try:
         body = response.json()
     except ValueError:
@@ -151,7 +151,7 @@ def error_of(response: httpx.Response) -> LhfleetError:
         return InvalidFieldError(str(body.get("field") or "body"), message)
     if status == 429:
         return _quota_error(body, message)
-    return RemoteError(f"The lhfleet server answered HTTP {status}: {message}")
+    return RemoteError(f"The lhfleet server returned HTTP {status}: {message}")
 
 
 def _quota_error(body: dict[str, Any], message: str) -> QuotaExceeded:

@@ -296,7 +296,7 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt at a hook returned."""
+    """The outcome of one attempt at a hook."""
 
     ok: bool
     status_code: int | None = None
@@ -320,7 +320,12 @@ class HookCall:
 
 
 def fire(spec: HookSpec, call: HookCall, delivery_id: str) -> Outcome:
-    """Make one attempt at a hook and return its outcome; never raises for the hook."""
+    """Make one attempt at a hook and return its outcome.
+
+    A failure of the hook (an HTTP error, an exit status, an exception of a
+    Python hook) is an outcome; ``Deliverer`` also turns any other error
+    raised here into one.
+    """
     if spec.type == "webhook":
         return _post_webhook(spec, call, delivery_id)
     if spec.type == "command":
@@ -329,7 +334,8 @@ def fire(spec: HookSpec, call: HookCall, delivery_id: str) -> Outcome:
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """Treat a redirect as the webhook's answer: following it could leave the guard."""
+    """Treat a redirect as the webhook's response, because following it could
+    leave the guard's checks."""
 
     def redirect_request(self, *_: Any, **__: Any) -> None:
         return None
@@ -463,7 +469,11 @@ def backoff(attempt: int) -> float:
 
 @dataclass
 class Deliverer:
-    """Fires the hooks a completed job owes, each at most once unless it crashed."""
+    """Fires the hooks a completed job owes, leasing each delivery first.
+
+    Only the lease holder fires a hook. A holder that dies before settling
+    a delivery leaves it owed, so the next ``deliver_owed`` fires it again.
+    """
 
     ledger: HookLedger
     owner: str = field(default_factory=lambda: current_owner("hooks"))
@@ -515,7 +525,11 @@ class Deliverer:
         self, spec: HookSpec, call: HookCall, delivery: HookDelivery, number: int
     ) -> Outcome | None:
         started = self.clock()
-        outcome = self.fire(spec, call, delivery.id)
+        try:
+            outcome = self.fire(spec, call, delivery.id)
+        except Exception as error:
+            logger.exception("job %s: hook %s raised", call.job_id, delivery.id)
+            outcome = Outcome(ok=False, error=f"{type(error).__name__}: {error}")
         attempt = DeliveryAttempt(
             delivery_id=delivery.id,
             number=number,

@@ -1,7 +1,7 @@
 """Fixtures of the server tests: a workspace on SQLite, the app, tokens, receivers.
 
 The app runs in-process over httpx's ASGI transport, without its job
-runner, so route tests never start Lighthouse; tests that need progress
+runner, so route tests never start Lighthouse. Tests that need progress
 settle runs through the real job store instead.
 """
 
@@ -138,7 +138,7 @@ class Delivery:
 
 @dataclass
 class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers with the statuses it is given.
+    """A webhook receiver on 127.0.0.1 that responds with the statuses it is given.
 
     The first requests get ``statuses`` in order; later ones get 200.
     """

@@ -1,9 +1,10 @@
 """End to end with real Lighthouse: lhfleet serve restarted mid-job, and the dashboard.
 
-Two small jobs on a loopback test page, performance category only: one
-submitted over the API to a ``lhfleet serve`` process that is stopped
-after the first run and started again, and one submitted through the
-dashboard's form in Debian's Chromium, driven by Playwright.
+Two small jobs run on a loopback test page, performance category only.
+The first is submitted over the API to a ``lhfleet serve`` process that
+is stopped after the first run and started again. The second is
+submitted through the dashboard's form in Debian's Chromium, driven by
+Playwright.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def test_restarted_server_finishes_job(
     server = make_server(serve_process.data_dir)
     workspace, secret = server.workspace, server.user
     serve_process.start()
+
     request = {
         "urls": [page_server.url("/?case=api-restart")],
         "runs": 2,
@@ -118,6 +120,7 @@ def test_restarted_server_finishes_job(
         wait_for_settled(client, job_id, 1)
     stopped_with = serve_process.stop()
     interrupted = workspace.store.get_job(job_id)
+
     serve_process.start()
     with LhfleetClient(serve_process.url, secret) as client:
         finished = follow(client, job_id, Console(quiet=True))
@@ -127,6 +130,7 @@ def test_restarted_server_finishes_job(
         report = client.http.get(f"/api/jobs/{job_id}/runs/{run_id}/report.html")
     received = receiver.wait_for(1)
     serve_process.stop()
+
     assert stopped_with in (0, -signal.SIGTERM)
     assert (
         "lhfleet server stopped" in (serve_process.data_dir / "lhfleet.log").read_text()

@@ -31,7 +31,7 @@ def list_tokens(_admin: AdminToken, state: State) -> dict[str, Any]:
 
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenRequest, admin: AdminToken, state: State) -> dict[str, Any]:
-    """Create a token; the answer has its secret, which is never shown again."""
+    """Create a token; the response contains its secret, never shown again."""
     quota = body.quota.quota()
     check_quota(quota)
     token, secret = issue_token(state.tokens, body.name, body.admin, quota)

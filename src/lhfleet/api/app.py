@@ -1,6 +1,6 @@
-"""The FastAPI application: routes, error answers, the body limit and start-up.
+"""The FastAPI application: routes, error responses, the body limit and start-up.
 
-Every lhfleet error becomes a JSON answer ``{"error": message, ...}`` with
+Every lhfleet error becomes a JSON response ``{"error": message, ...}`` with
 its HTTP status: 401 no or bad token, 403 not an admin token, 404 unknown
 (or another token's) job, 409 a change the job's state does not allow,
 413 body too large, 422 invalid field (named in ``field``), 429 over a
@@ -171,10 +171,10 @@ def _field(location: Any) -> str:
 
 
 class BodyLimit:
-    """Answer 413 to a request body over ``max_bytes``, before any handler reads it.
+    """Respond 413 to a request body over ``max_bytes``, before any handler reads it.
 
-    A declared Content-Length over the limit is refused unread; a chunked
-    body is read up to the limit and then refused.
+    A declared Content-Length over the limit is rejected unread. A chunked
+    body is read up to the limit and then rejected.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -191,11 +191,11 @@ class BodyLimit:
             and declared.isdigit()
             and int(declared) > self.max_bytes
         ):
-            await self._refuse(send, int(declared))
+            await self._reject(send, int(declared))
             return
         messages, size = await self._read(receive)
         if size > self.max_bytes:
-            await self._refuse(send, size)
+            await self._reject(send, size)
             return
         await self.app(scope, _replay(messages, receive), send)
 
@@ -209,7 +209,7 @@ class BodyLimit:
             if size > self.max_bytes or not message.get("more_body"):
                 return messages, size
 
-    async def _refuse(self, send: Send, size: int) -> None:
+    async def _reject(self, send: Send, size: int) -> None:
         body = json.dumps(
             {
                 "error": f"The request body is {size} bytes or more; this server "

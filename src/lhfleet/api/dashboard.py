@@ -1,9 +1,9 @@
 """The dashboard: server-rendered pages over the same state as the API.
 
-The login page takes a token and keeps it in an HttpOnly cookie; every
-other page needs that cookie and sends the browser to the login page
-without it. The pages' JavaScript calls the ``/api`` routes with the
-cookie, and follows a job's progress through its event stream.
+The login page takes a token and keeps it in an HttpOnly cookie. Every
+other page needs that cookie, and redirects to the login page without it.
+The pages' JavaScript calls the ``/api`` routes with the cookie, and
+follows a job's progress through its event stream.
 """
 
 from __future__ import annotations

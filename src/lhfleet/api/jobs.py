@@ -1,7 +1,8 @@
 """The ``/api/jobs`` routes: submit, list, read, results, reports, cancel, retry.
 
 Handlers that touch the job store are plain functions, which FastAPI runs
-in its thread pool, so a slow SQLite write never blocks the event loop.
+in its thread pool, so a slow SQLite write does not block the event loop.
+The event stream is the one coroutine, and it reads the store in a thread.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def job_view(state: ServerState, job: Job) -> dict[str, Any]:
 def create_job(
     body: JobRequest, response: Response, token: Token, state: State
 ) -> dict[str, Any]:
-    """Submit a job; it runs in the background. Answers 201 with the job."""
+    """Submit a job to run in the background; respond 201 with the job."""
     job = state.submitter.submit(token, body)
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return job_view(state, job)

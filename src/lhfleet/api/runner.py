@@ -1,8 +1,8 @@
 """The server's job runner: drives submitted jobs on the local engine, in threads.
 
-Jobs wait in a queue in order of submission; ``parallel_jobs`` driver
-threads each take one and call ``service.drive`` on it, which runs its
-audits in worker slots (one Lighthouse process each). Nothing here runs
+Jobs wait in a queue in order of submission. Each of ``parallel_jobs``
+driver threads takes one and calls ``service.drive`` on it, which runs
+its audits in worker slots, one Lighthouse process each. Nothing here runs
 on the server's event loop. On start the runner queues the server's
 unfinished jobs again and delivers the hooks that completed jobs still owe.
 """
@@ -57,7 +57,7 @@ class ChromeFlagsAuditor(Auditor):
 
 @dataclass(frozen=True)
 class DriverState:
-    """Where the runner stands with one job: queued, driving, or stopped on an error."""
+    """The runner's state for one job: queued, running, done, or stopped on an error."""
 
     state: str
     error: str | None = None

@@ -21,7 +21,7 @@ class TargetIn(BaseModel):
 
 
 class SettingsIn(BaseModel):
-    """How each run is audited; the same settings as ``lhfleet run``'s options."""
+    """The audit settings of each run, the same as ``lhfleet run``'s options."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -18,7 +18,7 @@ DEFAULT_MAX_BODY = 1 * MIB
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """How ``lhfleet serve`` runs jobs and what one request may ask for."""
+    """Settings of ``lhfleet serve``: how it runs jobs, what one request may ask."""
 
     concurrency: int = 1
     """Audits at once within one job."""

@@ -1,4 +1,4 @@
-"""What every request handler of the server shares, built once at start."""
+"""The state every request handler of the server shares, built once at start."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class ServerState:
     def visible_job(self, token: ApiToken, job_id: str) -> Job:
         """Return a job the token may see; NotFoundError for others' jobs too.
 
-        Another token's job gets the same answer as a job that does not
+        Another token's job gets the same response as a job that does not
         exist, so a token cannot learn which job ids exist.
         """
         if not token.admin and self.tokens.owner_of(job_id) != token.id:
@@ -135,13 +135,13 @@ def _auditor_factory(
 ) -> Callable[[], Auditor]:
     """Return a function that makes the one Auditor, behind the guard proxy if set."""
     lock = threading.Lock()
-    made: dict[str, Auditor] = {}
+    built: dict[str, Auditor] = {}
 
     def make() -> Auditor:
         with lock:
-            if "auditor" not in made:
-                made["auditor"] = _first_auditor(workspace, settings, runtime, closers)
-            return made["auditor"]
+            if "auditor" not in built:
+                built["auditor"] = _first_auditor(workspace, settings, runtime, closers)
+            return built["auditor"]
 
     return make
 

@@ -1,8 +1,8 @@
 """Commands of the server side: serve, token, submit, hooks; and ``--server``.
 
-``lhfleet serve`` runs the HTTP API and dashboard; ``lhfleet token``
-manages its tokens in the job store; ``lhfleet submit`` sends a job to a
-server and follows it; ``lhfleet hooks`` shows a job's hook deliveries,
+``lhfleet serve`` runs the HTTP API and dashboard, and ``lhfleet token``
+manages its tokens in the job store. ``lhfleet submit`` sends a job to a
+server and follows it. ``lhfleet hooks`` shows a job's hook deliveries,
 here or on a server. ``server_options`` gives ``status`` and ``results``
 their ``--server`` and ``--token``.
 """
@@ -49,7 +49,7 @@ TOKEN_ENV = "LHFLEET_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """Where a command reads a job: this data directory, or a server."""
+    """The source of a command's job: this data directory, or a server."""
 
     server: str | None
     token: str | None

@@ -1,9 +1,9 @@
 """The ledger of hook deliveries on SQL, beside the job store's tables.
 
 Every change of a delivery's state is a conditional UPDATE on its current
-state and lease holder, as for runs: two processes that both try to
-deliver a job's hooks (a resumed job and a restarted server, say) cannot
-both fire one hook.
+state and lease holder, as for runs. So two processes that both try to
+deliver a job's hooks, such as a resumed job and a restarted server,
+cannot both fire one hook.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """API tokens, job ownership and quotas on SQL, beside the job store's tables.
 
 Tokens are stored as the SHA-256 of their secret. Each job submitted over
-the API has a row in ``token_jobs``; a row without a job is a reservation,
+the API has a row in ``token_jobs``. A row without a job is a reservation,
 held while the job is being stored, so that quota checks count it.
 """
 
