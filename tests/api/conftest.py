@@ -187,7 +187,9 @@ def receiver() -> Iterator[Receiver]:
 
     receiving.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     receiving.server.daemon_threads = True
-    thread = threading.Thread(target=receiving.server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=receiving.server.serve_forever, args=(0.05,), daemon=True
+    )
     thread.start()
     yield receiving
     receiving.server.shutdown()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from lhfleet.api.state import ServerState
 from lhfleet.errors import AuthenticationError, PermissionDenied
@@ -24,7 +25,7 @@ CSRF_VALUE = "lhfleet"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def server_state(request: Request) -> ServerState:
+async def server_state(request: Request) -> ServerState:
     state: ServerState = request.app.state.lhfleet
     return state
 
@@ -46,15 +47,21 @@ def token_secret(request: Request) -> tuple[str | None, bool]:
     return request.cookies.get(COOKIE), True
 
 
-def current_token(request: Request, state: State) -> ApiToken:
-    """Return the request's active token; raise AuthenticationError otherwise."""
+async def current_token(request: Request, state: State) -> ApiToken:
+    """Return the request's active token; raise AuthenticationError otherwise.
+
+    A token checked in the last few seconds is taken from the cache; a miss
+    reads the token store in a worker thread.
+    """
     secret, from_cookie = token_secret(request)
     if not secret:
         raise AuthenticationError(
             "This request has no token. Send 'Authorization: Bearer TOKEN'; an "
             "admin creates tokens with `lhfleet token create NAME`."
         )
-    token = state.cache.authenticate(secret)
+    token = state.cache.cached(secret)
+    if token is None:
+        token = await run_in_threadpool(state.cache.authenticate, secret)
     if token is None:
         raise AuthenticationError(
             "The token is unknown or revoked. Ask an admin for a new one "
@@ -73,7 +80,7 @@ def current_token(request: Request, state: State) -> ApiToken:
 Token = Annotated[ApiToken, Depends(current_token)]
 
 
-def admin_token(token: Token) -> ApiToken:
+async def admin_token(token: Token) -> ApiToken:
     """Return the request's token if it is an admin token; raise PermissionDenied."""
     if not token.admin:
         raise PermissionDenied(

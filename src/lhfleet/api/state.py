@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lhfleet import service
 from lhfleet.api.events import ProgressHub
@@ -25,6 +26,8 @@ from lhfleet.store.tokens import SqlTokenStore
 
 logger = logging.getLogger(__name__)
 
+VIEW_CACHE_SIZE = 1000
+
 
 class TokenCache:
     """Checked tokens, trusted for a few seconds to spare the store a read per request.
@@ -39,14 +42,21 @@ class TokenCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[ApiToken, float]] = {}
 
+    def cached(self, secret: str) -> ApiToken | None:
+        """Return the token of a secret checked in the last few seconds, or None."""
+        with self._lock:
+            entry = self._entries.get(hash_secret(secret))
+        if entry is not None and entry[1] > time.monotonic():
+            return entry[0]
+        return None
+
     def authenticate(self, secret: str) -> ApiToken | None:
-        """Return the active token of a secret, or None."""
+        """Return the active token of a secret, or None; reads the store on a miss."""
+        found = self.cached(secret)
+        if found is not None:
+            return found
         key = hash_secret(secret)
         now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is not None and entry[1] > now:
-            return entry[0]
         token = authenticate(self.store, secret)
         if token is not None:
             with self._lock:
@@ -74,6 +84,40 @@ class ServerState:
     cache: TokenCache
     submitter: Submitter
     closers: list[Callable[[], None]] = field(default_factory=list)
+    owners: dict[str, str] = field(default_factory=dict)
+    """Owner token of each job seen so far; a job's owner never changes."""
+
+    views: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    """Recent job views by job id, with when each expires (monotonic time)."""
+
+    def owner_of(self, job_id: str) -> str | None:
+        owner = self.owners.get(job_id)
+        if owner is None:
+            owner = self.tokens.owner_of(job_id)
+            if owner is not None:
+                self.owners[job_id] = owner
+        return owner
+
+    def cached_view(self, token: ApiToken, job_id: str) -> dict[str, Any] | None:
+        """Return a job view read within ``progress_interval``, or None.
+
+        Reads no store, so the event loop may call it; None also when the
+        token may not see the job, so that the caller reads the store.
+        """
+        owner = self.owners.get(job_id)
+        if not token.admin and (owner is None or owner != token.id):
+            return None
+        entry = self.views.get(job_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def remember_view(self, job_id: str, view: dict[str, Any]) -> None:
+        expires = time.monotonic() + self.settings.progress_interval
+        self.views[job_id] = (expires, view)
+        if len(self.views) > VIEW_CACHE_SIZE:
+            now = time.monotonic()
+            self.views = {k: v for k, v in self.views.items() if v[0] >= now}
 
     def visible_job(self, token: ApiToken, job_id: str) -> Job:
         """Return a job the token may see; NotFoundError for others' jobs too.
@@ -81,7 +125,7 @@ class ServerState:
         Another token's job gets the same response as a job that does not
         exist, so a token cannot learn which job ids exist.
         """
-        if not token.admin and self.tokens.owner_of(job_id) != token.id:
+        if not token.admin and self.owner_of(job_id) != token.id:
             raise NotFoundError(
                 f"No job {job_id!r} among the jobs of this token. List them with "
                 "GET /api/jobs."
