@@ -102,23 +102,22 @@ def list_jobs(
     }
 
 
-@router.get("/jobs/{job_id}")
-async def get_job(job_id: str, token: Token, state: State) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", response_class=Response)
+async def get_job(job_id: str, token: Token, state: State) -> Response:
     """Return a job's state, run counts, runner state and hooks.
 
     Many clients poll this route, so a view read within the last
     ``progress_interval`` is served again without reading the store.
     """
-    cached = state.cached_view(token, job_id)
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(_fresh_view, state, token, job_id)
+    body = state.cached_view(token, job_id)
+    if body is None:
+        body = await run_in_threadpool(_fresh_view, state, token, job_id)
+    return Response(body, media_type="application/json")
 
 
-def _fresh_view(state: ServerState, token: ApiToken, job_id: str) -> dict[str, Any]:
+def _fresh_view(state: ServerState, token: ApiToken, job_id: str) -> bytes:
     view = job_view(state, state.visible_job(token, job_id))
-    state.remember_view(job_id, view)
-    return view
+    return state.remember_view(job_id, view)
 
 
 @router.get("/jobs/{job_id}/results")

@@ -202,6 +202,9 @@ class JobRunner:
             self._drive(job_id)
 
     def _drive(self, job_id: str) -> None:
+        # NOTE: drivers share the server's process, so parsing a Lighthouse
+        # result holds the interpreter lock while requests wait; under load
+        # this shows in the status p99 (BENCHMARKS.md).
         stop = threading.Event()
         with self._lock:
             self._stops[job_id] = stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -87,8 +88,9 @@ class ServerState:
     owners: dict[str, str] = field(default_factory=dict)
     """Owner token of each job seen so far; a job's owner never changes."""
 
-    views: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
-    """Recent job views by job id, with when each expires (monotonic time)."""
+    views: dict[str, tuple[float, bytes]] = field(default_factory=dict)
+    """Recent job views by job id, encoded as JSON, with when each expires
+    (monotonic time)."""
 
     def owner_of(self, job_id: str) -> str | None:
         owner = self.owners.get(job_id)
@@ -98,7 +100,7 @@ class ServerState:
                 self.owners[job_id] = owner
         return owner
 
-    def cached_view(self, token: ApiToken, job_id: str) -> dict[str, Any] | None:
+    def cached_view(self, token: ApiToken, job_id: str) -> bytes | None:
         """Return a job view read within ``progress_interval``, or None.
 
         Reads no store, so the event loop may call it; None also when the
@@ -112,12 +114,15 @@ class ServerState:
             return None
         return entry[1]
 
-    def remember_view(self, job_id: str, view: dict[str, Any]) -> None:
+    def remember_view(self, job_id: str, view: dict[str, Any]) -> bytes:
+        """Keep a job view for ``progress_interval``; return it encoded as JSON."""
+        body = json.dumps(view, separators=(",", ":")).encode("utf-8")
         expires = time.monotonic() + self.settings.progress_interval
-        self.views[job_id] = (expires, view)
+        self.views[job_id] = (expires, body)
         if len(self.views) > VIEW_CACHE_SIZE:
             now = time.monotonic()
             self.views = {k: v for k, v in self.views.items() if v[0] >= now}
+        return body
 
     def visible_job(self, token: ApiToken, job_id: str) -> Job:
         """Return a job the token may see; NotFoundError for others' jobs too.
