@@ -302,9 +302,10 @@ def stream_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
     )["ShardIterator"]
     while not stop.is_set():
         try:
-            response = streams.get_records(ShardIterator=iterator)
+            response = streams.get_records(ShardIterator=iterator, Limit=100)
         except (BotoCoreError, ClientError) as error:
             logger.warning("GetRecords failed, going on: %s", error)
+            stop.wait(1.0)
             continue
         iterator = response["NextShardIterator"]
         records: list[Mapping[str, Any]] = [
@@ -487,7 +488,7 @@ def main() -> None:
     parser.add_argument("--audit-seconds", type=float, default=1.0)
     arguments = parser.parse_args()
     logging.basicConfig(
-        level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     with emulator() as endpoint:
         os.environ.update(ENVIRONMENT, AWS_ENDPOINT_URL=endpoint)
