@@ -82,7 +82,7 @@ class AuditRequest:
 
 @dataclass
 class AuditResult:
-    """What one attempt produced: a result (possibly with a runtimeError) or a code."""
+    """The outcome of one attempt: a result (possibly with a runtimeError) or a code."""
 
     lhr: dict[str, Any] | None
     error_code: str | None = None

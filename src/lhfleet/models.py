@@ -9,7 +9,7 @@ from typing import Any
 
 
 class RunState(enum.StrEnum):
-    """Where a run is in its life; ``succeeded`` and ``failed`` are terminal."""
+    """The state of a run. ``succeeded`` and ``failed`` are terminal."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -22,7 +22,7 @@ class RunState(enum.StrEnum):
 
 
 class JobState(enum.StrEnum):
-    """Where a job is: ``running`` until its last run settles."""
+    """The state of a job: ``running`` until its last run settles."""
 
     RUNNING = "running"
     COMPLETED = "completed"
@@ -39,7 +39,7 @@ PRESETS = ("mobile", "desktop")
 
 @dataclass(frozen=True)
 class JobSettings:
-    """How each run of a job is audited. Secrets live apart, in ``JobSecrets``."""
+    """The audit settings of each run of a job. Secrets are kept in ``JobSecrets``."""
 
     runs: int = 3
     preset: str = "mobile"

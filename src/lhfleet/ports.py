@@ -18,7 +18,7 @@ from lhfleet.models import Job, JobSecrets, JobSettings, Run, Target
 
 @dataclass(frozen=True)
 class Settlement:
-    """What a conditional write of a run's outcome did."""
+    """The effect of a conditional write of a run's outcome."""
 
     recorded: bool
     """False when another writer had already settled or re-leased the run."""
@@ -45,7 +45,7 @@ class Failure:
     """When to try again (Unix time); None makes the failure terminal."""
 
     facts: ReportFacts | None = None
-    """What the result said, when Lighthouse produced one despite the failure."""
+    """The facts of the result, when Lighthouse produced one despite the failure."""
 
     report_json: str | None = None
     report_html: str | None = None
@@ -123,7 +123,7 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def release_owners(self, job_id: str, is_gone: Callable[[str], bool]) -> int:
-        """Release the leases of owners that ``is_gone`` says are dead."""
+        """Release the leases of owners for which ``is_gone`` returns True."""
 
     @abc.abstractmethod
     def abandon(self, job_id: str, failure: Failure, now: float) -> Settlement:

@@ -111,7 +111,9 @@ def status(
 
 
 @click.command()
-@click.option("--limit", default=50, show_default=True, help="Most jobs to list.")
+@click.option(
+    "--limit", default=50, show_default=True, help="Maximum number of jobs to list."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 @data_dir_option
 @handle_errors
