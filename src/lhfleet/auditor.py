@@ -1,25 +1,24 @@
-"""One Lighthouse audit in its own process group, with a deadline from outside.
+"""One Lighthouse audit with a fresh Chrome, with a deadline from outside.
 
-Each audit gets a private work folder under the data directory, for its
-result and owner mark, and a private temporary folder with a short path in
-the system's temp directory, which ``TMPDIR`` points at. Lighthouse's
-Chrome profile lands in the temporary folder, so every Chrome process of
-the audit names it on its command line: that is how the auditor finds and
-kills the Chrome that chrome-launcher starts detached, and how a later
-lhfleet finds what a killed one left behind. The path must stay short
-because Chrome puts a Unix socket in it, and socket paths are limited to
-107 bytes on Linux.
+Audits run in a long-lived Node runner per worker slot (see
+``lhfleet.node_runner``); a runner that overruns a deadline is killed with
+its Chrome. Each audit gets a private work folder under the data directory,
+for its result and owner mark, and a private temporary folder with a short
+path in the system's temp directory, which holds Chrome's profile. Every
+Chrome process of the audit names the profile on its command line: that is
+how the auditor finds and kills the Chrome that chrome-launcher starts
+detached, and how a later lhfleet finds what a killed one left behind. The
+path must stay short because Chrome puts a Unix socket in it, and socket
+paths are limited to 107 bytes on Linux.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -33,7 +32,9 @@ import psutil
 
 from lhfleet import codes
 from lhfleet.models import JobSettings
+from lhfleet.node_runner import NodeRunner, RunnerGone
 from lhfleet.runtime import Runtime
+from lhfleet.window import MeasurementWindow, shared_window, short_temp_root
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,30 @@ class AuditResult:
     exit_code: int | None = None
     log_warnings: list[dict[str, str]] = field(default_factory=list)
     """Warnings that Lighthouse only logs, such as the dialogs it dismissed."""
+    conditions: dict[str, Any] = field(default_factory=dict)
+    """How the run was measured: its wait for the measurement window, its timings."""
 
 
 class Auditor:
-    """Runs the Lighthouse CLI, one process group and one fresh profile per call."""
+    """Runs Lighthouse in a long-lived runner per worker slot, a fresh Chrome per call.
 
-    def __init__(self, runtime: Runtime, scratch: Path) -> None:
+    Worker slots are told apart by the ``owner`` of each call; each gets its
+    own runner process. All runners share one measurement window, so the
+    traced page loads of concurrent audits never overlap.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        scratch: Path,
+        window: MeasurementWindow | None = None,
+    ) -> None:
         self.runtime = runtime
         self.scratch = scratch
+        self.window = window or shared_window()
+        self._runners: dict[str, NodeRunner] = {}
+        self._runners_lock = threading.Lock()
+        self._local = threading.local()
 
     def audit(
         self,
@@ -120,14 +137,41 @@ class Auditor:
         (workdir / TEMP_FILE).write_text(str(temp), encoding="utf-8")
         started = time.monotonic()
         try:
-            result = self._run(request, workdir, cancel or threading.Event())
+            result = self._run(
+                request, workdir, temp, owner, cancel or threading.Event()
+            )
         finally:
             cleanup_workdir(workdir)
         result.duration = time.monotonic() - started
         return result
 
     def render_html(self, lhr_json: bytes) -> str:
-        """Render Lighthouse's HTML report from a (redacted) JSON result."""
+        """Render Lighthouse's HTML report from a (redacted) JSON result.
+
+        The calling slot's runner renders it when the slot has one, which
+        saves starting Node; otherwise a one-off Node process does.
+        """
+        runner: NodeRunner | None = getattr(self._local, "runner", None)
+        if runner is None:
+            return self._render_once(lhr_json)
+        folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=short_temp_root()))
+        try:
+            source = folder / "result.json"
+            target = folder / "report.html"
+            source.write_bytes(lhr_json)
+            runner.render(source, target)
+            return target.read_text(encoding="utf-8")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop every runner this auditor started."""
+        with self._runners_lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for runner in runners:
+            runner.stop()
+
+    def _render_once(self, lhr_json: bytes) -> str:
         completed = subprocess.run(
             [
                 str(self.runtime.node),
@@ -144,112 +188,102 @@ class Auditor:
             raise RuntimeError(f"rendering the HTML report failed: {tail}")
         return completed.stdout.decode("utf-8")
 
+    def runner_for(self, owner: str) -> NodeRunner:
+        """Return the runner of a worker slot, created on first use."""
+        with self._runners_lock:
+            runner = self._runners.get(owner)
+            if runner is None:
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_", owner)
+                runner = NodeRunner(
+                    self.runtime.node,
+                    self.runtime.lighthouse_cli.parents[2],
+                    self.scratch / f"runner-{name}.log",
+                    self.window,
+                )
+                self._runners[owner] = runner
+        self._local.runner = runner
+        return runner
+
     def _run(
-        self, request: AuditRequest, workdir: Path, cancel: threading.Event
+        self,
+        request: AuditRequest,
+        workdir: Path,
+        temp: Path,
+        owner: str,
+        cancel: threading.Event,
     ) -> AuditResult:
         output = workdir / "result.json"
-        command = self._command(request, workdir, output)
-        env = {
-            **os.environ,
-            "TMPDIR": (workdir / TEMP_FILE).read_text(encoding="utf-8"),
-            "CHROME_PATH": str(self.runtime.chrome),
+        runner = self.runner_for(owner)
+        settings = request.settings
+        payload: dict[str, Any] = {
+            "url": request.url,
+            "outputPath": str(output),
+            "userDataDir": str(temp),
+            "chromePath": str(self.runtime.chrome),
+            "chromeFlags": chrome_flags(settings),
+            "preset": settings.preset,
+            "categories": list(settings.categories),
+            "extraHeaders": request.extra_headers or None,
         }
-        stderr_path = workdir / "stderr.log"
-        with stderr_path.open("wb") as stderr:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=env,
-                cwd=workdir,
-                start_new_session=True,
-            )
-            stopped = _wait(process, request.settings.timeout, cancel)
-        tail = _tail(stderr_path)
-        log_warnings = dialog_warnings(stderr_path)
-        if stopped == "cancelled":
+        try:
+            outcome = runner.audit(payload, settings.timeout, cancel)
+        except RunnerGone as error:
+            message = f"{error}. Run `lhfleet doctor` to check Node and Lighthouse."
+            return AuditResult(None, codes.CHROME_LAUNCH_FAILED, message)
+        tail = outcome.log_tail
+        conditions = {
+            "window_wait": round(outcome.window_wait, 3),
+            "window_cpu_percent": outcome.window_cpu,
+            "timings": outcome.timings,
+        }
+        warnings = dialog_warnings_from(outcome.warnings)
+        if outcome.stopped == "cancelled":
             return AuditResult(
                 None, codes.RUNNER_INTERRUPTED, "The run was interrupted.", tail
             )
-        if stopped == "timeout":
+        if outcome.stopped == "timeout":
             message = (
-                f"The run took longer than its {request.settings.timeout:g} s deadline "
+                f"The run took longer than its {settings.timeout:g} s deadline "
                 "and was stopped. Raise --timeout for slow pages."
             )
             return AuditResult(None, codes.RUN_TIMEOUT, message, tail)
-        result = _read_result(output, process.returncode, tail)
-        result.log_warnings = log_warnings
+        if outcome.ok:
+            result = _read_result(output, 0, tail)
+        else:
+            result = _runner_failure(outcome.error, tail)
+        result.log_warnings = warnings
+        result.conditions = conditions
         return result
 
-    def _command(self, request: AuditRequest, workdir: Path, output: Path) -> list[str]:
-        settings = request.settings
-        flags = list(REQUIRED_CHROME_FLAGS)
-        if os.geteuid() == 0:
-            flags.append("--no-sandbox")
-        if settings.ignore_certificate_errors:
-            flags.append("--ignore-certificate-errors")
-        flags += settings.chrome_flags
-        command = [
-            str(self.runtime.node),
-            str(self.runtime.lighthouse_cli),
-            request.url,
-            "--output=json",
-            f"--output-path={output}",
-            "--locale=en-US",
-            f"--chrome-flags={' '.join(flags)}",
-            f"--only-categories={','.join(settings.categories)}",
-        ]
-        if settings.preset == "desktop":
-            command.append("--preset=desktop")
-        if request.extra_headers:
-            headers = workdir / "headers.json"
-            headers.write_text(json.dumps(request.extra_headers), encoding="utf-8")
-            headers.chmod(0o600)
-            command.append(f"--extra-headers={headers}")
-        return command
+
+def chrome_flags(settings: JobSettings) -> list[str]:
+    """Return the Chrome flags of an audit: lhfleet's required ones, then the job's."""
+    flags = list(REQUIRED_CHROME_FLAGS)
+    if os.geteuid() == 0:
+        flags.append("--no-sandbox")
+    if settings.ignore_certificate_errors:
+        flags.append("--ignore-certificate-errors")
+    flags += settings.chrome_flags
+    return flags
 
 
-def _wait(
-    process: subprocess.Popen[bytes], timeout: float, cancel: threading.Event
-) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            process.wait(timeout=0.25)
-            return "exited"
-        except subprocess.TimeoutExpired:
-            pass
-        if cancel.is_set():
-            stop_process_group(process)
-            return "cancelled"
-        if time.monotonic() >= deadline:
-            stop_process_group(process)
-            return "timeout"
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """Interrupt Lighthouse (it closes its Chrome), then kill its whole group."""
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=INTERRUPT_GRACE)
-    except subprocess.TimeoutExpired:
-        logger.warning(
-            "Lighthouse pid %d ignored SIGINT; killing its group", process.pid
+def _runner_failure(error: dict[str, Any], tail: str) -> AuditResult:
+    """Return the code and message of an audit that threw instead of reporting."""
+    message = str(error.get("message") or "Lighthouse gave no result.")
+    code = error.get("code")
+    if error.get("phase") == "launch":
+        return AuditResult(
+            None,
+            codes.CHROME_LAUNCH_FAILED,
+            f"Chrome failed to launch: {message}",
+            tail,
         )
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def short_temp_root() -> str:
-    """Return a temp directory with a short path: /tmp when usable."""
-    if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK):
-        return "/tmp"
-    return tempfile.gettempdir()
+    if isinstance(code, str) and (code in codes.TRANSIENT or code in codes.PERMANENT):
+        return AuditResult(None, code, message, tail)
+    classified, text = classify_stderr(f"{message}\n{error.get('stack', '')}", None)
+    if classified == codes.NO_RESULT:
+        text = f"Lighthouse stopped without a result: {message}"
+    return AuditResult(None, classified, text, tail)
 
 
 def cleanup_workdir(workdir: Path) -> int:
@@ -309,16 +343,14 @@ def kill_processes_using(marker: str) -> int:
 
 
 _DIALOG = re.compile(r"(\w+) dialog opened by the page automatically suppressed")
-MAX_LOG_SCAN = 4 * 1024 * 1024
 
 
-def dialog_warnings(stderr_path: Path) -> list[dict[str, str]]:
-    """Return a warning per JavaScript dialog Lighthouse dismissed, from its log."""
-    try:
-        with stderr_path.open("rb") as handle:
-            text = handle.read(MAX_LOG_SCAN).decode("utf-8", "replace")
-    except OSError:
-        return []
+def dialog_warnings_from(messages: list[str]) -> list[dict[str, str]]:
+    """Return a warning per JavaScript dialog named in Lighthouse's log warnings."""
+    return [warning for message in messages for warning in _dialog_warnings(message)]
+
+
+def _dialog_warnings(text: str) -> list[dict[str, str]]:
     return [
         {
             "code": "JAVASCRIPT_DIALOG",

@@ -70,6 +70,14 @@ class JobSettings:
     """A run whose ``benchmarkIndex`` is below this share of the idle figure is
     marked as measured on a contended host."""
 
+    guard: bool = False
+    """Send each run's browser through the network guard's proxy, which the
+    process that runs the audit starts; its address is never stored."""
+
+    allowed_networks: tuple[str, ...] = ()
+    """With ``guard``: networks (CIDR) the guard lets through besides public
+    addresses."""
+
     @property
     def max_attempts(self) -> int:
         return self.retries + 1
@@ -89,16 +97,25 @@ class JobSettings:
             "spread_target": self.spread_target,
             "host_benchmark_index": self.host_benchmark_index,
             "contention_ratio": self.contention_ratio,
+            "guard": self.guard,
+            "allowed_networks": list(self.allowed_networks),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSettings:
+        chrome_flags = tuple(data["chrome_flags"])
+        guard = bool(data.get("guard"))
+        if _has_stored_proxy_flags(chrome_flags):
+            chrome_flags = tuple(
+                flag for flag in chrome_flags if not flag.startswith(_PROXY_FLAGS)
+            )
+            guard = True
         return cls(
             runs=int(data["runs"]),
             preset=str(data["preset"]),
             categories=tuple(data["categories"]),
             timeout=float(data["timeout"]),
-            chrome_flags=tuple(data["chrome_flags"]),
+            chrome_flags=chrome_flags,
             retries=int(data["retries"]),
             ignore_certificate_errors=bool(data.get("ignore_certificate_errors")),
             strip_screenshots=bool(data.get("strip_screenshots")),
@@ -107,12 +124,34 @@ class JobSettings:
             spread_target=str(data.get("spread_target") or "performance:cv=0.05"),
             host_benchmark_index=_optional_float(data.get("host_benchmark_index")),
             contention_ratio=float(data.get("contention_ratio") or 0.8),
+            guard=guard,
+            allowed_networks=tuple(data.get("allowed_networks") or ()),
         )
 
     @property
     def adaptive(self) -> bool:
         """True when runs are added per URL until its spread target is met."""
         return self.max_runs is not None
+
+
+_PROXY_FLAGS = (
+    "--proxy-server=http://127.0.0.1:",
+    "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+)
+
+
+def _has_stored_proxy_flags(flags: tuple[str, ...]) -> bool:
+    """Return True for the guard proxy's flags, which older guarded jobs stored.
+
+    ``lhfleet run --guard`` stored the flags of its own proxy before jobs
+    recorded ``guard``. That proxy is gone, so such a job is read as guarded
+    without the flags. Its allowed networks were not stored, so the guard
+    blocks every address that is not public for it.
+    """
+    return all(
+        any(flag.startswith(prefix) for flag in flags) for prefix in _PROXY_FLAGS
+    )
 
 
 def _optional_int(value: Any) -> int | None:
@@ -178,6 +217,8 @@ class Run:
     lighthouse_version: str | None = None
     final_url: str | None = None
     warnings: list[dict[str, str]] = field(default_factory=list)
+    conditions: dict[str, Any] = field(default_factory=dict)
+    """What the run was measured under: concurrency, host load, window wait."""
     report_json: str | None = None
     report_html: str | None = None
     started_at: datetime | None = None

@@ -114,6 +114,7 @@ def run_document(run: Run, reports: ReportStore) -> dict[str, Any]:
         "scores": run.scores,
         "metrics": run.metrics,
         "benchmark_index": run.benchmark_index,
+        "conditions": run.conditions,
         "lighthouse_version": run.lighthouse_version,
         "final_url": run.final_url,
         "report_json": reports.locate(run.report_json) if run.report_json else None,

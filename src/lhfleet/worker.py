@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lhfleet import codes
 from lhfleet.auditor import Auditor, AuditRequest, AuditResult
 from lhfleet.errors import ChromeLaunchError
-from lhfleet.lhr import read_facts, redact, strip_screenshots
+from lhfleet.lhr import ReportFacts, read_facts, redact, strip_screenshots
 from lhfleet.models import JobSecrets, JobSettings, Run
 from lhfleet.ports import Failure, JobStore, ReportStore, Settlement
 
@@ -44,6 +46,10 @@ class RunExecutor:
     on_complete: Callable[[str], None] | None = None
     clock: Callable[[], float] = time.time
     launch_failures: int = 0
+    conditions: Callable[[], dict[str, Any]] | None = None
+    """Returns what the slot ran under (its concurrency), kept with each run."""
+    observe: Callable[[ReportFacts], None] | None = None
+    """Called with the facts of each audit that gave a result."""
     """Chrome launch failures in a row in this slot."""
 
     def execute(
@@ -93,6 +99,12 @@ class RunExecutor:
         if result.lhr is not None:
             facts = read_facts(result.lhr)
             facts.warnings.extend(result.log_warnings)
+            facts.conditions.update(result.conditions)
+            facts.conditions["load_average"] = round(os.getloadavg()[0], 2)
+            if self.conditions is not None:
+                facts.conditions.update(self.conditions())
+            if self.observe is not None:
+                self.observe(facts)
             refs = self._store_reports(run, settings, result)
         now = self.clock()
         if result.error_code is None and facts is not None and refs[0] and refs[1]:

@@ -76,6 +76,7 @@ def facts_values(facts: ReportFacts) -> dict[str, Any]:
         "lighthouse_version": facts.lighthouse_version,
         "final_url": facts.final_url,
         "warnings": facts.warnings,
+        "conditions": facts.conditions,
     }
 
 
@@ -112,6 +113,7 @@ def run_from(values: Mapping[str, Any]) -> Run:
         lighthouse_version=facts.get("lighthouse_version"),
         final_url=facts.get("final_url"),
         warnings=facts.get("warnings") or [],
+        conditions=facts.get("conditions") or {},
         report_json=values.get("report_json"),
         report_html=values.get("report_html"),
         started_at=_time(values.get("started_at")),

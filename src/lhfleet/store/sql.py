@@ -515,6 +515,7 @@ def _facts_dict(facts: ReportFacts) -> dict[str, Any]:
         "lighthouse_version": facts.lighthouse_version,
         "final_url": facts.final_url,
         "warnings": facts.warnings,
+        "conditions": facts.conditions,
     }
 
 
@@ -554,6 +555,7 @@ def _run(row: Row[Any]) -> Run:
         lighthouse_version=facts.get("lighthouse_version"),
         final_url=facts.get("final_url"),
         warnings=facts.get("warnings") or [],
+        conditions=facts.get("conditions") or {},
         report_json=row.report_json,
         report_html=row.report_html,
         started_at=_time(row.started_at),
