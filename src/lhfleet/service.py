@@ -17,8 +17,11 @@ import sqlalchemy as sa
 from lhfleet import codes
 from lhfleet.aggregate import check_settings
 from lhfleet.auditor import Auditor, sweep_scratch
-from lhfleet.dispatch.local import LocalDispatcher
+from lhfleet.dispatch.controller import auto_maximum
+from lhfleet.dispatch.local import Concurrency, LocalDispatcher
 from lhfleet.errors import InvalidSettingError, LhfleetError
+from lhfleet.guard import GuardPolicy, check_chrome_flags
+from lhfleet.guard_auditor import GuardedAuditor
 from lhfleet.hooks import Deliverer, HookCall, HookSpec, check_hooks, hook_payload
 from lhfleet.models import (
     CATEGORIES,
@@ -91,6 +94,13 @@ def auto_concurrency() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
+def describe_slots(concurrency: Concurrency) -> str:
+    """Return how many audits run at once, in words, for progress messages."""
+    if concurrency == "auto":
+        return f"auto concurrency (up to {auto_maximum()} at a time)"
+    return f"{concurrency} at a time"
+
+
 def validate_settings(settings: JobSettings) -> None:
     """Raise InvalidSettingError naming the first setting out of range."""
     if not 1 <= settings.runs <= MAX_RUNS:
@@ -115,6 +125,14 @@ def validate_settings(settings: JobSettings) -> None:
         )
     if settings.retries < 0:
         raise InvalidSettingError(f"--retries is {settings.retries}; use 0 or more.")
+    if settings.allowed_networks and not settings.guard:
+        raise InvalidSettingError(
+            "The settings allow networks through the guard but leave the guard "
+            "off. Turn the guard on (--guard), or allow no networks."
+        )
+    if settings.guard:
+        GuardPolicy.from_cidrs(settings.allowed_networks)
+        check_chrome_flags(settings.chrome_flags)
     check_settings(settings, MAX_RUNS)
 
 
@@ -145,29 +163,37 @@ def submit(
 def drive(
     workspace: Workspace,
     job_id: str,
-    concurrency: int,
+    concurrency: Concurrency,
     stop: threading.Event,
     runtime: Runtime | None = None,
     auditor: Auditor | None = None,
 ) -> Job:
     """Run a job's unsettled runs here until all settle or ``stop`` is set.
 
-    ``auditor`` replaces the default one (on ``runtime``), to add Chrome
-    flags that the stored settings must not keep, for example.
+    ``auditor`` replaces the default one, which audits on ``runtime`` and
+    starts a guard proxy for the runs of a guarded job, stopped on return.
     """
     job = workspace.store.get_job(job_id)
     recover(workspace, job_id)
     if job.state is not JobState.COMPLETED:
-        auditor = auditor or Auditor(runtime or find_runtime(), workspace.scratch)
+        own = None
+        if auditor is None:
+            own = GuardedAuditor(Auditor(runtime or find_runtime(), workspace.scratch))
+            auditor = own
         dispatcher = LocalDispatcher(
             workspace.store,
             workspace.reports,
             auditor,
             concurrency,
             on_complete=lambda done: complete(workspace, done),
+            idle_benchmark=job.settings.host_benchmark_index,
         )
         logger.info("job %s: started (%d runs pending)", job_id, job.pending)
-        dispatcher.dispatch(job, stop)
+        try:
+            dispatcher.dispatch(job, stop)
+        finally:
+            if own is not None:
+                own.close()
     job = workspace.store.get_job(job_id)
     if (
         job.state is JobState.COMPLETED

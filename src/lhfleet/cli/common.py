@@ -15,6 +15,7 @@ import click
 
 from lhfleet import engines, service
 from lhfleet.console import OutputConsole
+from lhfleet.dispatch.local import Concurrency
 from lhfleet.errors import (
     InvalidSettingError,
     LhfleetError,
@@ -89,9 +90,10 @@ def _log_to_file(path: Path) -> None:
     root.addHandler(handler)
 
 
-def parse_concurrency(value: str) -> int:
+def parse_concurrency(value: str) -> Concurrency:
+    """Return "auto" or the whole number of audits at once that ``value`` names."""
     if value == "auto":
-        return service.auto_concurrency()
+        return "auto"
     if value.isdigit() and 1 <= int(value) <= 64:
         return int(value)
     raise InvalidSettingError(
@@ -99,11 +101,20 @@ def parse_concurrency(value: str) -> int:
     )
 
 
+def fixed_slots(value: Concurrency) -> int:
+    """Return a whole number of slots, for engines without auto concurrency.
+
+    ``lhfleet serve`` and ``lhfleet worker`` take auto as one audit per two
+    cores.
+    """
+    return service.auto_concurrency() if value == "auto" else value
+
+
 @dataclass(frozen=True)
 class DriveOptions:
     """Options of every command that runs a job's runs here."""
 
-    slots: int
+    slots: Concurrency
     max_duration: float | None
     as_json: bool
     data_dir: Path | None
@@ -135,7 +146,8 @@ def drive_options(command: F) -> F:
             "--concurrency",
             default="auto",
             show_default=True,
-            help="Audits at once: a number, or auto (one per two cores).",
+            help="Audits at once: a number, or auto (adjusted while the job runs "
+            "so that measurements stay undisturbed; up to cores + 1).",
         ),
         click.option(
             "--max-duration",

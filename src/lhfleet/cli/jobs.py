@@ -31,7 +31,7 @@ from lhfleet.cli.common import (
 from lhfleet.cli.input_options import (
     InputOptions,
     gather_plan,
-    guard_browser,
+    guard_settings,
     input_options,
     print_plan,
 )
@@ -220,7 +220,7 @@ def run(
     if inputs.dry_run:
         print_plan(plan, drive.as_json)
         return
-    settings = guard_browser(settings, inputs)
+    settings = guard_settings(settings, inputs)
     if engine.spec(drive.data_dir).distributed:
         run_on_cluster(engine, drive, plan.targets, settings, secrets, hook_specs)
         return
@@ -230,7 +230,7 @@ def run(
     job = service.submit(workspace, plan.targets, settings, secrets, hook_specs)
     stderr.print(
         f"Job [bold]{job.id}[/bold]: {len(plan.entries)} URLs × {runs} runs = "
-        f"{job.total} runs, {drive.slots} at a time"
+        f"{job.total} runs, {service.describe_slots(drive.slots)}"
     )
     _drive_and_report(workspace, job.id, drive, runtime)
     analysis.check(workspace, job.id)

@@ -1,9 +1,11 @@
 """The local engine's dispatcher: worker threads on this host, one audit each.
 
-Each slot is a thread that leases a run and supervises one Lighthouse
-process for it; Lighthouse runs in its own process, so the threads only
-wait. The first fatal error (Chrome will not start, the disk is full)
-stops every slot, and the leased runs go back to the queue.
+Each slot is a thread that leases a run and supervises its slot's
+Lighthouse runner; Lighthouse runs in its own process, so the threads only
+wait. A ``ConcurrencyController`` decides how many slots may take runs at
+a time (fixed, or adjusted as runs finish with ``auto``). The first fatal
+error (Chrome will not start, the disk is full) stops every slot, and the
+leased runs go back to the queue.
 """
 
 from __future__ import annotations
@@ -12,19 +14,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Literal
 
 from lhfleet.auditor import INTERRUPT_GRACE, Auditor
+from lhfleet.dispatch.controller import ConcurrencyController, auto_maximum
 from lhfleet.errors import LhfleetError
 from lhfleet.models import Job, JobSecrets, JobState
+from lhfleet.node_runner import MAX_WINDOW_EXTENSION
 from lhfleet.owners import current_owner
 from lhfleet.ports import Dispatcher, JobStore, ReportStore
+from lhfleet.window import shared_window
 from lhfleet.worker import RunExecutor
 
 logger = logging.getLogger(__name__)
 
 LEASE_MARGIN = 120.0
+WINDOW_MARGIN = MAX_WINDOW_EXTENSION
 IDLE_WAIT_MIN = 0.2
 IDLE_WAIT_MAX = 2.0
+
+Concurrency = int | Literal["auto"]
+"""Worker slots: a fixed number, or auto (adjusted by ConcurrencyController)."""
 
 
 class LocalDispatcher(Dispatcher):
@@ -35,13 +45,21 @@ class LocalDispatcher(Dispatcher):
         store: JobStore,
         reports: ReportStore,
         auditor: Auditor,
-        concurrency: int,
+        concurrency: Concurrency,
         on_complete: Callable[[str], None] | None = None,
+        idle_benchmark: float | None = None,
     ) -> None:
         self.store = store
         self.reports = reports
         self.auditor = auditor
-        self.concurrency = concurrency
+        window = getattr(auditor, "window", None) or shared_window()
+        if concurrency == "auto":
+            self.controller = ConcurrencyController(
+                auto_maximum(), window, idle_benchmark=idle_benchmark
+            )
+        else:
+            self.controller = ConcurrencyController.fixed(concurrency, window)
+        self.concurrency = self.controller.maximum
         self.on_complete = on_complete
         self.errors: list[BaseException] = []
 
@@ -72,10 +90,21 @@ class LocalDispatcher(Dispatcher):
     ) -> None:
         owner = current_owner(number)
         executor = RunExecutor(
-            self.store, self.reports, self.auditor, owner, self.on_complete
+            self.store,
+            self.reports,
+            self.auditor,
+            owner,
+            self.on_complete,
+            conditions=self._conditions,
+            observe=lambda facts: self.controller.observe(facts.benchmark_index),
         )
-        lease = job.settings.timeout + INTERRUPT_GRACE + LEASE_MARGIN
+        lease = job.settings.timeout + INTERRUPT_GRACE + LEASE_MARGIN + WINDOW_MARGIN
         while not stop.is_set():
+            if not self.controller.admits(number):
+                if self.store.get_job(job.id).state is JobState.COMPLETED:
+                    return
+                stop.wait(IDLE_WAIT_MAX)
+                continue
             now = time.time()
             run = self.store.claim_next(job.id, owner, lease, now)
             if run is None:
@@ -101,6 +130,12 @@ class LocalDispatcher(Dispatcher):
         self.store.release(run_id, owner)
         self.errors.append(error)
         stop.set()
+
+    def _conditions(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.controller.limit,
+            "concurrency_mode": "auto" if self.controller.adaptive else "fixed",
+        }
 
     def _idle_wait(self, job_id: str, now: float) -> float:
         due = self.store.next_due(job_id)
