@@ -14,7 +14,11 @@ import pytest
 from lhfleet import codes, service
 from lhfleet.api.app import create_app
 from lhfleet.api.settings import ServerSettings
+from lhfleet.api.state import build_state
+from lhfleet.guard import GuardPolicy
+from lhfleet.guard_auditor import GuardedAuditor
 from lhfleet.models import JobState
+from lhfleet.runtime import Runtime
 from tests.api.conftest import REPORT_HTML, Server, job_body, make_server
 
 pytestmark = pytest.mark.anyio
@@ -325,3 +329,35 @@ async def test_dashboard_loads_only_local_assets(
     links = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert links
     assert [link for link in links if not link.startswith("/")] == []
+
+
+async def test_guarded_server_records_guard(tmp_path: Path) -> None:
+    settings = ServerSettings(allowed_networks=("127.0.0.1",))
+    server = make_server(tmp_path / "data", settings)
+    transport = httpx.ASGITransport(app=create_app(server.state, start_runner=False))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        job_id = await submit(client, server)
+    stored = server.workspace.store.get_job(job_id).settings
+    assert stored.guard is True
+    assert stored.allowed_networks == ("127.0.0.1/32",)
+    assert stored.chrome_flags == ()
+
+
+async def test_unguarded_server_records_no_guard(
+    client: httpx.AsyncClient, server: Server
+) -> None:
+    job_id = await submit(client, server)
+    stored = server.workspace.store.get_job(job_id).settings
+    assert stored.guard is False
+    assert stored.allowed_networks == ()
+
+
+def test_server_auditor_has_server_policy(tmp_path: Path) -> None:
+    workspace = service.Workspace.open(tmp_path / "data")
+    runtime = Runtime(*(tmp_path / name for name in ("node", "cli.js", "gen.js", "c")))
+    settings = ServerSettings(allowed_networks=("10.0.0.0/8",))
+    state = build_state(workspace, settings, runtime)
+    auditor = state.runner.make_auditor()
+    state.close()
+    assert isinstance(auditor, GuardedAuditor)
+    assert auditor.policy == GuardPolicy.from_cidrs(["10.0.0.0/8"])

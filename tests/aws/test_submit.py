@@ -37,6 +37,11 @@ def test_parse_settings_unknown_key() -> None:
         parse_settings({"colour": "red"})
 
 
+def test_parse_settings_rejects_guard() -> None:
+    with pytest.raises(InvalidSettingError, match="not support the settings guard"):
+        parse_settings({"guard": True})
+
+
 def test_parse_settings_bad_number() -> None:
     with pytest.raises(InvalidSettingError, match="Invalid settings"):
         parse_settings({"runs": "many"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import threading
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+HOLD_LIMIT = 120.0
 
 
 @dataclass
@@ -18,6 +21,9 @@ class Page:
     body: bytes = b""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None
+    """When given, the response waits until this event is set, at most
+    HOLD_LIMIT seconds."""
 
 
 class Site:
@@ -34,6 +40,14 @@ class Site:
                 site.hits.append(self.path)
                 site.request_headers.append(dict(self.headers.items()))
                 page = site.pages.get(self.path, Page(b"not found", 404))
+                if page.hold is not None:
+                    page.hold.wait(HOLD_LIMIT)
+                # A client that gave up while the response was held has
+                # closed the connection.
+                with contextlib.suppress(OSError):
+                    self._respond(page)
+
+            def _respond(self, page: Page) -> None:
                 self.send_response(page.status)
                 headers = {"Content-Type": "text/html; charset=utf-8"}
                 headers.update(page.headers)

@@ -9,50 +9,21 @@ unfinished jobs again and delivers the hooks that completed jobs still owe.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from lhfleet import service
-from lhfleet.auditor import Auditor, AuditRequest, AuditResult
+from lhfleet.auditor import Auditor
 from lhfleet.errors import LhfleetError
 from lhfleet.ports import TokenStore
-from lhfleet.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 QUEUE_WAIT = 0.5
 RESUME_PAGE = 500
-
-
-class ChromeFlagsAuditor(Auditor):
-    """An Auditor that adds Chrome flags to every run, such as the guard proxy's.
-
-    The flags are not stored with the job, because the proxy's port changes
-    when the server restarts.
-    """
-
-    def __init__(self, runtime: Runtime, scratch: Path, flags: tuple[str, ...]):
-        super().__init__(runtime, scratch)
-        self.flags = flags
-
-    def audit(
-        self,
-        request: AuditRequest,
-        label: str,
-        owner: str,
-        cancel: threading.Event | None = None,
-    ) -> AuditResult:
-        settings = dataclasses.replace(
-            request.settings, chrome_flags=request.settings.chrome_flags + self.flags
-        )
-        return super().audit(
-            dataclasses.replace(request, settings=settings), label, owner, cancel
-        )
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from typing import Any
 
 from lhfleet import service
 from lhfleet.api.events import ProgressHub
-from lhfleet.api.runner import ChromeFlagsAuditor, JobRunner
+from lhfleet.api.runner import JobRunner
 from lhfleet.api.settings import ServerSettings
 from lhfleet.api.submission import Submitter
 from lhfleet.api.tokens import authenticate, hash_secret
 from lhfleet.auditor import Auditor
 from lhfleet.errors import InvalidSettingError, NotFoundError
-from lhfleet.guard_proxy import GuardProxy
+from lhfleet.guard_auditor import GuardedAuditor
 from lhfleet.models import Job
 from lhfleet.ports import ApiToken, TokenStore
 from lhfleet.runtime import Runtime, find_runtime
@@ -182,7 +182,11 @@ def _auditor_factory(
     runtime: Runtime | None,
     closers: list[Callable[[], None]],
 ) -> Callable[[], Auditor]:
-    """Return a function that makes the one Auditor, behind the guard proxy if set."""
+    """Return a function that makes the one Auditor, on first use.
+
+    A guarded server sends every run through its guard proxy; otherwise the
+    runs of jobs stored as guarded go through a proxy of their own policy.
+    """
     lock = threading.Lock()
     built: dict[str, Auditor] = {}
 
@@ -202,10 +206,6 @@ def _first_auditor(
     closers: list[Callable[[], None]],
 ) -> Auditor:
     runtime = runtime or find_runtime()
-    policy = settings.policy()
-    if policy is None:
-        return Auditor(runtime, workspace.scratch)
-    proxy = GuardProxy(policy).start()
-    closers.append(proxy.close)
-    logger.info("audits go through the guard proxy on port %d", proxy.port)
-    return ChromeFlagsAuditor(runtime, workspace.scratch, proxy.chrome_flags())
+    auditor = GuardedAuditor(Auditor(runtime, workspace.scratch), settings.policy())
+    closers.append(auditor.close)
+    return auditor

@@ -24,7 +24,7 @@ from lhfleet.errors import (
     PermissionDenied,
     UsageError,
 )
-from lhfleet.guard import TargetChecker, check_chrome_flags
+from lhfleet.guard import TargetChecker
 from lhfleet.hooks import HookSpec
 from lhfleet.inputs import InputPlan, SourceLine, build_plan
 from lhfleet.models import Job, JobSettings
@@ -84,10 +84,14 @@ class Submitter:
                 "runs per URL. Ask for fewer runs.",
             )
         settings = request.settings.job_settings(request.runs)
+        policy = self.settings.policy()
+        if policy is not None:
+            networks = tuple(str(network) for network in policy.allowed_networks)
+            settings = dataclasses.replace(
+                settings, guard=True, allowed_networks=networks
+            )
         try:
             service.validate_settings(settings)
-            if self.settings.guarded:
-                check_chrome_flags(settings.chrome_flags)
         except InvalidSettingError as error:
             raise InvalidFieldError("settings", str(error)) from error
         return settings

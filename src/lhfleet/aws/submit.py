@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 MAX_HOOKS = 10
 MAX_TARGETS = 50_000
 """URLs per job; the sweep and completion read a job's runs in one pass."""
+UNSUPPORTED_SETTINGS = ("guard", "allowed_networks")
+"""Job settings that the AWS engine rejects: its workers start no guard proxy."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,15 @@ def parse_request(
 def parse_settings(given: Mapping[str, Any]) -> JobSettings:
     """Return JobSettings from a partial mapping, defaults for what is missing."""
     defaults = JobSettings().to_dict()
+    for key in UNSUPPORTED_SETTINGS:
+        defaults.pop(key)
+    unsupported = sorted(set(given) & set(UNSUPPORTED_SETTINGS))
+    if unsupported:
+        raise InvalidSettingError(
+            f"The AWS engine does not support the settings {', '.join(unsupported)}: "
+            "its Lambda workers run no network guard proxy. Leave them out, or run "
+            "guarded jobs with `lhfleet run --guard` or `lhfleet serve --guard`."
+        )
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise InvalidSettingError(

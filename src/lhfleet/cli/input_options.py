@@ -17,7 +17,6 @@ from rich.table import Table
 
 from lhfleet.cli.common import stderr, stdout
 from lhfleet.guard import GuardPolicy, TargetChecker, check_chrome_flags
-from lhfleet.guard_proxy import GuardProxy
 from lhfleet.inputs import (
     FORMATS,
     Duplicates,
@@ -237,17 +236,15 @@ def print_plan(plan: InputPlan, as_json: bool) -> None:
     stdout.print(table)
 
 
-def guard_browser(settings: JobSettings, inputs: InputOptions) -> JobSettings:
-    """Start the guard proxy for this command and route Chrome through it.
+def guard_settings(settings: JobSettings, inputs: InputOptions) -> JobSettings:
+    """Record in the job's settings that its audits are guarded, and how.
 
-    The proxy lives until the command ends, so it guards the runs that this
-    command drives.
+    The settings keep the guard and its allowed networks, never a proxy's
+    address: each command that audits the job starts its own guard proxy.
     """
     policy = inputs.policy()
     if policy is None:
         return settings
     check_chrome_flags(settings.chrome_flags)
-    proxy = GuardProxy(policy).start()
-    click.get_current_context().call_on_close(proxy.close)
-    flags = settings.chrome_flags + proxy.chrome_flags()
-    return dataclasses.replace(settings, chrome_flags=flags)
+    networks = tuple(str(network) for network in policy.allowed_networks)
+    return dataclasses.replace(settings, guard=True, allowed_networks=networks)

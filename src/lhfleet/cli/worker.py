@@ -40,6 +40,7 @@ from lhfleet.errors import (
     JobInterrupted,
     StoreError,
 )
+from lhfleet.guard_auditor import GuardedAuditor
 from lhfleet.hooks import HookSpec
 from lhfleet.models import JobSecrets, JobSettings, JobState, Target
 from lhfleet.owners import is_gone
@@ -404,7 +405,7 @@ def _auditor_factory(
         )
         return lambda _scratch: standin.StandInAuditor(stored, delay)
     runtime = find_runtime()
-    return lambda scratch: Auditor(runtime, scratch)
+    return lambda scratch: GuardedAuditor(Auditor(runtime, scratch))
 
 
 def _open_patiently(spec: engines.EngineSpec, patience: float) -> service.Workspace:
