@@ -20,6 +20,7 @@ from lhfleet.auditor import Auditor, sweep_scratch
 from lhfleet.dispatch.controller import auto_maximum
 from lhfleet.dispatch.local import Concurrency, LocalDispatcher
 from lhfleet.errors import InvalidSettingError, LhfleetError
+from lhfleet.estimate import record_job
 from lhfleet.guard import GuardPolicy, check_chrome_flags
 from lhfleet.guard_auditor import GuardedAuditor
 from lhfleet.hooks import Deliverer, HookCall, HookSpec, check_hooks, hook_payload
@@ -220,6 +221,13 @@ def recover(workspace: Workspace, job_id: str) -> None:
 
 def complete(workspace: Workspace, job_id: str) -> None:
     """Write the results document of a job whose last run has settled."""
+    job = workspace.store.get_job(job_id)
+    try:
+        record_job(
+            workspace.data_dir, job.settings.preset, workspace.store.iter_runs(job_id)
+        )
+    except (LhfleetError, sa.exc.SQLAlchemyError) as error:
+        logger.warning("job %s: the host profile was not updated: %s", job_id, error)
     document = results_document(workspace.store, workspace.reports, job_id)
     body = json.dumps(document, indent=2).encode("utf-8")
     ref = workspace.reports.put_summary(job_id, body)

@@ -16,6 +16,7 @@ import click
 
 from lhfleet import codes, service
 from lhfleet import console as views
+from lhfleet import estimate as estimates
 from lhfleet.cli.analyze import RUNS, AnalysisOptions, analysis_options, config_option
 from lhfleet.cli.common import (
     EXIT_HELP,
@@ -219,6 +220,11 @@ def run(
     plan = gather_plan(urls, input_file, inputs, headers, settings)
     if inputs.dry_run:
         print_plan(plan, drive.as_json)
+        data_dir = (drive.data_dir or service.default_data_dir()).expanduser()
+        figures = estimates.load_figures(data_dir, settings.preset)
+        total = len(plan.entries) * settings.runs
+        guess = estimates.estimate(total, drive.slots, figures)
+        stderr.print(guess.describe(total))
         return
     settings = guard_settings(settings, inputs)
     if engine.spec(drive.data_dir).distributed:
