@@ -87,11 +87,11 @@ def test_dry_run_prints_the_estimate(tmp_path: Path) -> None:
     args += ["--concurrency", "1", "--data-dir", str(tmp_path)]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    text = first.stderr.replace("\n", " ")
+    text = " ".join(first.stderr.split())
     assert "for 6 runs, 1 at a time" in text
     assert f"assumes {DEFAULT_RUN_SECONDS:g} s a run" in text
     record_job(tmp_path, "mobile", [timed_run(0, 20.0, 5.0)])
     second = CliRunner().invoke(main, args)
-    text = second.stderr.replace("\n", " ")
+    text = " ".join(second.stderr.split())
     assert "about 2 min for 6 runs" in text
     assert "from 1 run measured on this host: 20.0 s a run" in text
