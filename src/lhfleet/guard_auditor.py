@@ -102,7 +102,7 @@ class GuardedAuditor(Auditor):
             return proxy
 
     def close(self) -> None:
-        """Stop every proxy started so far, and close the inner Auditor if it can be.
+        """Stop every proxy started so far, then close the inner Auditor.
 
         A guarded run after this starts a new proxy.
         """
@@ -111,6 +111,4 @@ class GuardedAuditor(Auditor):
             self._proxies.clear()
         for proxy in proxies:
             proxy.close()
-        close_inner = getattr(self.inner, "close", None)
-        if callable(close_inner):
-            close_inner()
+        self.inner.close()
