@@ -71,8 +71,9 @@ class JobSettings:
     marked as measured on a contended host."""
 
     guard: bool = False
-    """Send each run's browser through the network guard's proxy, which the
-    process that runs the audit starts; its address is never stored."""
+    """Whether each run's browser goes through the network guard's proxy. The
+    process that runs the audit starts the proxy, so its address is never
+    stored."""
 
     allowed_networks: tuple[str, ...] = ()
     """With ``guard``: networks (CIDR) the guard lets through besides public

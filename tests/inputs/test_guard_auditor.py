@@ -1,6 +1,6 @@
 """The guarded auditor: guard proxies started at audit time, never stored.
 
-A probing auditor stands in for Lighthouse. When a run reaches it, it
+A probing auditor replaces Lighthouse. When a run reaches it, it
 sends two requests through the proxy that the run's Chrome flags name: one
 to the site on 127.0.0.1, which the policy allows, and one to 127.0.0.2,
 which it blocks. So each test sees whether the run's proxy was alive and
@@ -46,7 +46,7 @@ cli_jobs = importlib.import_module("lhfleet.cli.jobs")
 
 @dataclass(frozen=True)
 class Probe:
-    """What one audit saw: its Chrome flags and the proxy's answers."""
+    """The Chrome flags of one audit and the proxy's responses to its probes."""
 
     flags: tuple[str, ...]
     allowed: int | str | None
@@ -80,7 +80,7 @@ def fetch_through(port: int, url: str) -> int | str:
 
 @dataclass
 class ProbingAuditor(Auditor):
-    """Stands in for Lighthouse: probes the run's proxy, then fails the run.
+    """Replaces Lighthouse: probes the run's proxy, then fails the run.
 
     With ``interrupt`` set, the first audit sets the stop event and reports an
     interrupted run, as Ctrl-C during an audit does.

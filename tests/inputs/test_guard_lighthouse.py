@@ -133,6 +133,7 @@ def test_interrupted_guarded_job_resumes(
     hold = threading.Event()
     body = page_with_blocked_image(other_site)
     site.pages["/"] = Page(body, hold=hold)
+
     command = [
         *LHFLEET,
         *("run", site.url("/"), "--allow-target", "127.0.0.1/32"),
@@ -154,6 +155,7 @@ def test_interrupted_guarded_job_resumes(
             process.kill()
             process.wait()
     assert process.returncode == 130, stderr
+
     site.pages["/"] = Page(body)
     hold.set()
     resumed = lhfleet(tmp_path, "resume", only_job_id(tmp_path), "--json")
@@ -172,6 +174,7 @@ def test_retried_guarded_job_audits_again(
     assert failed.returncode == 1, failed.stderr
     (url,) = json.loads(failed.stdout)["urls"]
     assert url["runs"][0]["state"] == "failed"
+
     site.pages["/"] = Page(body)
     retried = lhfleet(tmp_path, "retry", only_job_id(tmp_path), "--json")
     assert retried.returncode == 0, retried.stderr
