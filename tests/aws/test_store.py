@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 
 from lhfleet import codes
 from lhfleet.aws.engine import AwsEngine
-from lhfleet.aws.store import DynamoJobStore
-from lhfleet.errors import NotFoundError
+from lhfleet.aws.expressions import Update
+from lhfleet.aws.store import TRANSACTION_ATTEMPTS, DynamoJobStore
+from lhfleet.errors import AwsServiceError, NotFoundError
 from lhfleet.lhr import ReportFacts
 from lhfleet.models import Job, JobSecrets, JobSettings, JobState, RunState, Target
 from lhfleet.ports import Failure
@@ -218,3 +224,57 @@ def test_list_and_delete_jobs(engine: AwsEngine) -> None:
 def test_state_starts_running(engine: AwsEngine) -> None:
     job = make_job(engine.store)
     assert engine.store.get_job(job.id).state is JobState.RUNNING
+
+
+class ConflictBody:
+    """The body of DynamoDB's TransactionConflictException response."""
+
+    def stream(self) -> Iterator[bytes]:
+        yield json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#"
+                "TransactionConflictException",
+                "message": "Transaction is ongoing for the item",
+            }
+        ).encode()
+
+
+def inject_conflicts(engine: AwsEngine, count: int) -> list[int]:
+    """Answer the next ``count`` UpdateItem calls as DynamoDB does while a
+    transaction holds the item; moto never does. Returns a call counter."""
+    calls = [0]
+
+    def conflict(request: Any, **_: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > count:
+            return None
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        return AWSResponse(request.url, 400, headers, ConflictBody())
+
+    events = engine.clients.dynamodb.meta.events
+    events.register("before-send.dynamodb.UpdateItem", conflict)
+    return calls
+
+
+def test_update_retries_transaction_conflict(
+    engine: AwsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lhfleet.aws.store._backoff", lambda attempt: 0.0)
+    job = make_job(engine.store)
+    calls = inject_conflicts(engine, 2)
+    values = engine.store.update_job(job.id, Update(set={"fanout_published": 3}))
+    assert values is not None
+    assert values["fanout_published"] == 3
+    assert calls[0] == 3
+
+
+def test_update_conflict_gives_up(
+    engine: AwsEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lhfleet.aws.store._backoff", lambda attempt: 0.0)
+    job = make_job(engine.store)
+    calls = inject_conflicts(engine, TRANSACTION_ATTEMPTS)
+    with pytest.raises(AwsServiceError, match="TransactionConflictException"):
+        engine.store.update_job(job.id, Update(set={"fanout_published": 3}))
+    assert calls[0] == TRANSACTION_ATTEMPTS

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_WRITE = 25
 TRANSACTION_ATTEMPTS = 8
+TRANSACTION_CONFLICT = "TransactionConflictException"
 QUEUED, RUNNING = RunState.QUEUED.value, RunState.RUNNING.value
 SUCCEEDED, FAILED = RunState.SUCCEEDED.value, RunState.FAILED.value
 LEASED_BY = "#state = :running AND #lease_owner = :owner"
@@ -411,11 +412,7 @@ class DynamoJobStore(JobStore):
         return Settlement(recorded=True, settled=True, completed_job=False)
 
     def _transact(self, run_id: str, run_update: Update, job_update: Update) -> bool:
-        """Apply both updates or neither; False when the run's condition failed.
-
-        Transactions that touch one job item conflict with each other, so a
-        cancellation for a conflict (not a failed condition) is retried.
-        """
+        """Apply both updates or neither; False when the run's condition failed."""
         job_id = schema.parse_run_id(run_id)[0]
         items: list[Any] = [
             {
@@ -433,45 +430,39 @@ class DynamoJobStore(JobStore):
                 }
             },
         ]
-        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
-            try:
-                self.client.transact_write_items(TransactItems=items)
-                return True
-            except ClientError as error:
-                reasons = [
-                    reason.get("Code", "None")
-                    for reason in error.response.get("CancellationReasons", [])
-                ]
-                if reasons[:1] == ["ConditionalCheckFailed"]:
-                    return False
-                if not _retryable(error, reasons) or attempt == TRANSACTION_ATTEMPTS:
-                    raise _service_error("TransactWriteItems", error) from error
-                logger.info(
-                    "run %s: transaction cancelled %s; retrying", run_id, reasons
-                )
-                time.sleep(_backoff(attempt))
-        return False
+        return write_transaction(self.client, items, f"run {run_id}")
 
     def update_run(self, run_id: str, update: Update) -> dict[str, Any] | None:
         """Apply a conditional update to a run; its new values, or None if refused."""
-        return self._update(self.config.runs_table, _run_key(run_id), update)
+        return self.update_item(self.config.runs_table, _run_key(run_id), update)
 
     def update_job(self, job_id: str, update: Update) -> dict[str, Any] | None:
         """Apply a conditional update to a job; its new values, or None if refused."""
-        return self._update(self.config.jobs_table, attrs({"id": job_id}), update)
+        return self.update_item(self.config.jobs_table, attrs({"id": job_id}), update)
 
-    def _update(
+    def update_item(
         self, table: str, key: Mapping[str, Any], update: Update
     ) -> dict[str, Any] | None:
-        try:
-            response = self.client.update_item(
-                TableName=table, Key=key, ReturnValues="ALL_NEW", **update.arguments()
-            )
-        except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
-                return None
-            raise _service_error("UpdateItem", error) from error
-        return plain(response.get("Attributes", {}))
+        """Apply a conditional update to an item; its new values, or None if refused."""
+        arguments = update.arguments()
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                response = self.client.update_item(
+                    TableName=table, Key=key, ReturnValues="ALL_NEW", **arguments
+                )
+                return plain(response.get("Attributes", {}))
+            except ClientError as error:
+                code = _code(error)
+                if code == "ConditionalCheckFailedException":
+                    return None
+                # DynamoDB rejects a write to an item that an unfinished
+                # transaction includes, and botocore does not retry that.
+                # The job item is in every run's settling transaction.
+                if code != TRANSACTION_CONFLICT or attempt == TRANSACTION_ATTEMPTS:
+                    raise _service_error("UpdateItem", error) from error
+                logger.info("%s: UpdateItem met a transaction; retrying", table)
+                time.sleep(_backoff(attempt))
+        return None
 
     # Housekeeping
 
@@ -571,6 +562,30 @@ def _states() -> dict[str, str]:
 
 def _due_values(now: float) -> dict[str, Any]:
     return {"queued": QUEUED, "running": RUNNING, "now": now}
+
+
+def write_transaction(client: DynamoDBClient, items: list[Any], label: str) -> bool:
+    """Apply a TransactWriteItems; False when the first item's condition failed.
+
+    Transactions that touch one item conflict with each other, so a
+    cancellation for a conflict (not a failed condition) is retried.
+    """
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return True
+        except ClientError as error:
+            reasons = [
+                reason.get("Code", "None")
+                for reason in error.response.get("CancellationReasons", [])
+            ]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                return False
+            if not _retryable(error, reasons) or attempt == TRANSACTION_ATTEMPTS:
+                raise _service_error("TransactWriteItems", error) from error
+            logger.info("%s: transaction cancelled %s; retrying", label, reasons)
+            time.sleep(_backoff(attempt))
+    return False
 
 
 def _code(error: ClientError) -> str:
