@@ -480,6 +480,8 @@ class Deliverer:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     fire: Callable[[HookSpec, HookCall, str], Outcome] = fire
+    redeliver_command: str = "lhfleet hooks {job_id} --redeliver"
+    """The command that the error log of a failed delivery suggests."""
 
     def deliver_owed(self, call: HookCall) -> int:
         """Deliver each owed hook of the job; return how many were delivered."""
@@ -565,12 +567,11 @@ class Deliverer:
             )
         else:
             logger.error(
-                "job %s: hook %s failed after %d attempts: %s; `lhfleet hooks %s "
-                "--redeliver` tries again",
+                "job %s: hook %s failed after %d attempts: %s; `%s` tries again",
                 delivery.job_id,
                 delivery.id,
                 number,
                 outcome.error,
-                delivery.job_id,
+                self.redeliver_command.format(job_id=delivery.job_id),
             )
         return outcome.ok

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from lhfleet.aws.config import AwsClients, AwsConfig
 from lhfleet.aws.emulator import SerialMotoServer
 from lhfleet.aws.engine import AwsEngine
 from lhfleet.aws.provision import provision
+from tests.aws.harness import CannedAuditor
+from tests.aws.pipeline import HookHandler, HookServer, Pipeline, build_pipeline
 
 pytestmark = pytest.mark.aws
 
@@ -86,3 +89,23 @@ def config(clients: AwsClients) -> AwsConfig:
 @pytest.fixture
 def engine(config: AwsConfig, clients: AwsClients, clock: Clock) -> AwsEngine:
     return AwsEngine.build(config, clients, clock)
+
+
+@pytest.fixture
+def hook_server() -> Iterator[HookServer]:
+    server = HookServer(("127.0.0.1", 0), HookHandler)
+    server.received = []
+    server.statuses = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def pipeline(
+    engine: AwsEngine, clients: AwsClients, hook_server: HookServer
+) -> Pipeline:
+    built = build_pipeline(engine, clients, CannedAuditor())
+    built.hooks = [f"http://127.0.0.1:{hook_server.server_address[1]}/done"]
+    return built

@@ -187,16 +187,26 @@ class StreamPoller:
     def poll_once(self) -> int:
         """Deliver every new record in one batch per shard; return how many."""
         count = 0
-        for number, iterator in enumerate(self.iterators):
-            response = self.streams.get_records(ShardIterator=iterator)
-            records = [lambda_stream_record(record) for record in response["Records"]]
+        for number in range(len(self.iterators)):
+            records = self._read_shard(number)
             if records:
                 result = self.handler({"Records": records}, LambdaContext())
                 assert not result["batchItemFailures"]
                 self.delivered += records
                 count += len(records)
-            self.iterators[number] = response["NextShardIterator"]
         return count
+
+    def read_records(self) -> list[dict[str, Any]]:
+        """Return the new records as Lambda would pass them, without delivering them."""
+        records = []
+        for number in range(len(self.iterators)):
+            records += self._read_shard(number)
+        return records
+
+    def _read_shard(self, number: int) -> list[dict[str, Any]]:
+        response = self.streams.get_records(ShardIterator=self.iterators[number])
+        self.iterators[number] = response["NextShardIterator"]
+        return [lambda_stream_record(record) for record in response["Records"]]
 
     def redeliver(self) -> None:
         """Deliver every record seen so far again, as a retried batch would."""

@@ -11,13 +11,14 @@ from lhfleet.aws.config import AwsClients, AwsConfig
 from lhfleet.aws.engine import AwsEngine
 from lhfleet.cli import main
 from tests.aws.harness import CannedAuditor
-from tests.aws.test_pipeline import build_pipeline
+from tests.aws.pipeline import build_pipeline
 
 
 def environment(config: AwsConfig) -> dict[str, str]:
     return {
         "LHFLEET_AWS_JOBS_TABLE": config.jobs_table,
         "LHFLEET_AWS_RUNS_TABLE": config.runs_table,
+        "LHFLEET_AWS_HOOKS_TABLE": config.hooks_table,
         "LHFLEET_AWS_BUCKET": config.bucket,
         "LHFLEET_AWS_QUEUE_URL": config.queue_url,
     }

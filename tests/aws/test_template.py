@@ -56,7 +56,26 @@ def test_runs_table_matches_schema(template: dict[str, Any]) -> None:
     assert table["AttributeDefinitions"] == schema.RUNS_ATTRIBUTES
 
 
-@pytest.mark.parametrize("name", ["JobsTable", "RunsTable"])
+def test_hooks_table_matches_schema(template: dict[str, Any]) -> None:
+    table = resource(template, "HooksTable")
+    assert table["KeySchema"] == schema.HOOKS_KEY
+    assert table["AttributeDefinitions"] == schema.HOOKS_ATTRIBUTES
+
+
+def test_completion_may_write_hook_ledger(template: dict[str, Any]) -> None:
+    for name in ("CompletionFunction", "SweepFunction"):
+        statements = resource(template, name)["Policies"][0]["Statement"]
+        granted = [
+            statement["Action"]
+            for statement in statements
+            if statement.get("Resource") == {"Fn::GetAtt": ["HooksTable", "Arn"]}
+        ]
+        assert granted == [
+            ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+        ], name
+
+
+@pytest.mark.parametrize("name", ["JobsTable", "RunsTable", "HooksTable"])
 def test_tables_expire_items(template: dict[str, Any], name: str) -> None:
     ttl = resource(template, name)["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True}

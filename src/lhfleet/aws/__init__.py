@@ -4,6 +4,7 @@ Modules, by port and role:
 
 - ``store``: the JobStore adapter on two DynamoDB tables (jobs, runs).
 - ``reports``: the ReportStore adapter on an S3 bucket.
+- ``hook_ledger``: the HookLedger adapter on a third table (hooks).
 - ``fanout``: the Dispatcher; publishes one message per run, resumably.
 - ``worker``, ``completion``, ``sweep``: what the Lambda functions do.
 - ``handlers``: the Lambda entry points, which parse the events Lambda sends.

@@ -8,17 +8,29 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lhfleet.aws.completion import REDELIVER_COMMAND
 from lhfleet.aws.engine import AwsEngine
 from lhfleet.aws.submit import Submission, submit_job
 from lhfleet.errors import JobInterrupted, JobNotFinished
-from lhfleet.models import Job, JobSecrets, JobSettings, Target
+from lhfleet.hooks import Deliverer, HookCall, deliveries_document, hook_payload
+from lhfleet.models import Job, JobSecrets, JobSettings, JobState, Target
 
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class HooksOutcome:
+    """A job's hook deliveries, and what a redelivery changed."""
+
+    deliveries: list[dict[str, Any]]
+    made_pending: int
+    delivered: int
 
 
 class AwsClient:
@@ -44,6 +56,36 @@ class AwsClient:
 
     def job(self, job_id: str) -> Job:
         return self.engine.store.get_job(job_id)
+
+    def hooks(self, job_id: str, redeliver: bool = False) -> HooksOutcome:
+        """Return the job's hook deliveries; first redeliver the failed ones if asked.
+
+        Redelivery runs here with the results document from S3, as
+        ``lhfleet hooks --redeliver`` does for a local job.
+        """
+        ledger = self.engine.ledger
+        self.job(job_id)
+        pending = delivered = 0
+        if redeliver:
+            key = self.engine.store.job_values(job_id).get("summary_key")
+            if not key:
+                raise JobNotFinished(
+                    f"Job {job_id} has not completed, so its hooks have not fired "
+                    f"yet. Run `lhfleet aws watch {job_id}` to wait for it."
+                )
+            pending = ledger.redeliver_failed(job_id)
+            location = self.engine.reports.locate(str(key))
+            payload = hook_payload(self.summary(job_id), location)
+            deliverer = Deliverer(
+                ledger,
+                owner=self.owner,
+                clock=self.engine.clock,
+                redeliver_command=REDELIVER_COMMAND,
+            )
+            call = HookCall(job_id, location, JobState.COMPLETED.value, payload)
+            delivered = deliverer.deliver_owed(call)
+        document = deliveries_document(ledger, job_id)
+        return HooksOutcome(document, pending, delivered)
 
     def finished(self, job_id: str) -> bool:
         """Tell whether the job completed and its results document is written."""

@@ -33,6 +33,9 @@ class AwsConfig:
 
     jobs_table: str = "lhfleet-jobs"
     runs_table: str = "lhfleet-runs"
+    hooks_table: str = "lhfleet-hooks"
+    """Deliveries of the jobs' completion hooks and every attempt at them."""
+
     bucket: str = ""
     queue_url: str = ""
     fanout_topic_arn: str = ""
@@ -64,6 +67,7 @@ class AwsConfig:
         return cls(
             jobs_table=read("JOBS_TABLE", cls.jobs_table),
             runs_table=read("RUNS_TABLE", cls.runs_table),
+            hooks_table=read("HOOKS_TABLE", cls.hooks_table),
             bucket=read("BUCKET"),
             queue_url=read("QUEUE_URL"),
             fanout_topic_arn=read("FANOUT_TOPIC_ARN"),

@@ -122,18 +122,21 @@ def handle_dead_letter_event(
 
 def completion_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Complete the jobs whose stream records show every run settled."""
-    return handle_stream_event(engine(), event)
+    return handle_stream_event(engine(), event, context)
 
 
-def handle_stream_event(aws: AwsEngine, event: Mapping[str, Any]) -> dict[str, Any]:
+def handle_stream_event(
+    aws: AwsEngine, event: Mapping[str, Any], context: Any = None
+) -> dict[str, Any]:
     """Handle a DynamoDB stream batch; on a failure report it and stop there.
 
     Lambda retries a stream batch from the first failed record, so the
     records after it must not be handled out of order.
     """
+    owner = owner_of(context, "completion") if context is not None else None
     for record in event.get("Records", []):
         try:
-            completion.handle_stream_record(aws, record)
+            completion.handle_stream_record(aws, record, owner)
         except Exception:
             sequence = record.get("dynamodb", {}).get("SequenceNumber")
             logger.exception("stream record %s: completion failed", sequence)

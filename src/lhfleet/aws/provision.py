@@ -29,7 +29,8 @@ def provision(
 ) -> AwsConfig:
     """Create every resource under ``prefix``; return the config that names them."""
     jobs_table, runs_table = f"{prefix}-jobs", f"{prefix}-runs"
-    _create_tables(clients, jobs_table, runs_table)
+    hooks_table = f"{prefix}-hooks"
+    _create_tables(clients, jobs_table, runs_table, hooks_table)
     bucket = f"{prefix}-reports"
     _create_bucket(clients, bucket)
 
@@ -48,6 +49,7 @@ def provision(
     return AwsConfig(
         jobs_table=jobs_table,
         runs_table=runs_table,
+        hooks_table=hooks_table,
         bucket=bucket,
         queue_url=queue_url,
         fanout_topic_arn=fanout_topic,
@@ -88,7 +90,9 @@ def _create_queues(
     )["QueueUrl"]
 
 
-def _create_tables(clients: AwsClients, jobs_table: str, runs_table: str) -> None:
+def _create_tables(
+    clients: AwsClients, jobs_table: str, runs_table: str, hooks_table: str
+) -> None:
     jobs: Any = {
         "TableName": jobs_table,
         "KeySchema": schema.JOBS_KEY,
@@ -103,7 +107,13 @@ def _create_tables(clients: AwsClients, jobs_table: str, runs_table: str) -> Non
         "AttributeDefinitions": schema.RUNS_ATTRIBUTES,
         "BillingMode": "PAY_PER_REQUEST",
     }
-    for definition in (jobs, runs):
+    hooks: Any = {
+        "TableName": hooks_table,
+        "KeySchema": schema.HOOKS_KEY,
+        "AttributeDefinitions": schema.HOOKS_ATTRIBUTES,
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    for definition in (jobs, runs, hooks):
         clients.dynamodb.create_table(**definition)
         clients.dynamodb.update_time_to_live(
             TableName=definition["TableName"],

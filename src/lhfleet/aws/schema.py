@@ -9,6 +9,10 @@ derived from the run id (``JOB-URLINDEX-RUNINDEX``). The job id as the
 partition key lets the completion read all of a job's runs with a strongly
 consistent Query, in URL order, which a global index could not promise.
 
+Hooks table: the ledger of each job's hook deliveries, keyed by the job id
+and ``entry`` (``delivery#INDEX`` or ``attempt#INDEX#NUMBER``), so one
+consistent Query reads a job's deliveries or their attempts.
+
 The sweep index is sparse: only jobs with unfinished business (fan-out not
 done, or results not yet written) carry ``sweep``, so the sweeper reads
 those and nothing else.
@@ -50,6 +54,15 @@ RUNS_KEY: list[dict[str, str]] = [
 RUNS_ATTRIBUTES: list[dict[str, str]] = [
     {"AttributeName": "job_id", "AttributeType": "S"},
     {"AttributeName": "seq", "AttributeType": "N"},
+]
+
+HOOKS_KEY: list[dict[str, str]] = [
+    {"AttributeName": "job_id", "KeyType": "HASH"},
+    {"AttributeName": "entry", "KeyType": "RANGE"},
+]
+HOOKS_ATTRIBUTES: list[dict[str, str]] = [
+    {"AttributeName": "job_id", "AttributeType": "S"},
+    {"AttributeName": "entry", "AttributeType": "S"},
 ]
 
 

@@ -609,5 +609,6 @@ def _service_error(operation: str, error: ClientError) -> AwsServiceError:
     return AwsServiceError(
         f"DynamoDB {operation} failed: {details.get('Code')}: "
         f"{details.get('Message')}. Check the table names (LHFLEET_AWS_JOBS_TABLE, "
-        "LHFLEET_AWS_RUNS_TABLE), the region and the caller's IAM permissions."
+        "LHFLEET_AWS_RUNS_TABLE, LHFLEET_AWS_HOOKS_TABLE), the region and the "
+        "caller's IAM permissions."
     )

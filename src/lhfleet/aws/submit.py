@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from lhfleet import service
 from lhfleet.aws.engine import AwsEngine
 from lhfleet.aws.fanout import FanOutProgress
+from lhfleet.aws.hooks import webhook_spec
 from lhfleet.errors import InvalidSettingError, InvalidURLError
 from lhfleet.inputs import check_url
 from lhfleet.models import Job, JobSecrets, JobSettings, Target
@@ -84,13 +85,14 @@ def check_hooks(hooks: Sequence[str]) -> None:
         raise InvalidSettingError(
             f"{len(hooks)} hooks given; a job takes at most {MAX_HOOKS}."
         )
-    for hook in hooks:
+    for index, hook in enumerate(hooks):
         reason = check_url(hook) or _link_local(hook)
         if reason is not None:
             raise InvalidSettingError(
                 f"Hook {hook[:200]!r} {reason}. Give an http or https URL "
                 "that accepts a POST."
             )
+        webhook_spec(hook, f"hook {index}")
 
 
 def _link_local(url: str) -> str | None:

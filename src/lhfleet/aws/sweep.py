@@ -52,10 +52,10 @@ def sweep(
                 progress.total,
             )
         elif ready_to_complete(values):
-            if complete(engine, job_id, f"sweep:{job_id}"):
+            if complete(engine, job_id, f"sweep:{job_id}", owner):
                 report.completed.append(job_id)
         elif _completion_stalled(values, engine.clock()) and complete(
-            engine, job_id, str(values["completion_token"])
+            engine, job_id, str(values["completion_token"]), owner
         ):
             report.completed.append(job_id)
         if time_left() < 10:

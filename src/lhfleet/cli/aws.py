@@ -228,6 +228,32 @@ def results(
     _print(client, job_id, document, download, reports, output_format == "json")
 
 
+@aws.command()
+@click.argument("job_id")
+@click.option(
+    "--redeliver",
+    is_flag=True,
+    help="Make failed deliveries pending and deliver them from this machine.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the deliveries as JSON.")
+@handle_errors
+def hooks(job_id: str, redeliver: bool, as_json: bool) -> None:
+    """Show a job's hook deliveries and every attempt; redeliver failed ones."""
+    from lhfleet.cli.serve import deliveries_table  # noqa: PLC0415
+
+    client = open_client()
+    outcome = client.hooks(job_id, redeliver)
+    if redeliver:
+        stderr.print(
+            f"Redelivered {outcome.made_pending} failed hooks of job {job_id}; "
+            f"{outcome.delivered} were accepted."
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.deliveries, indent=2) + "\n")
+        return
+    stdout.print(deliveries_table(job_id, outcome.deliveries))
+
+
 def _watch_and_report(
     client: AwsClient,
     job_id: str,
