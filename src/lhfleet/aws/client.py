@@ -25,6 +25,15 @@ POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
+class RetryOutcome:
+    """What ``AwsClient.retry`` did: runs queued again and messages sent."""
+
+    job_id: str
+    requeued: int
+    published: int
+
+
+@dataclass(frozen=True)
 class HooksOutcome:
     """A job's hook deliveries, and what a redelivery changed."""
 
@@ -56,6 +65,20 @@ class AwsClient:
 
     def job(self, job_id: str) -> Job:
         return self.engine.store.get_job(job_id)
+
+    def retry(self, job_id: str) -> RetryOutcome:
+        """Queue the job's failed runs again and send their messages from here.
+
+        The job reopens and completes again when the runs settle. Its hooks
+        that were delivered are not fired again, as with ``lhfleet retry``.
+        If this process dies before the messages are sent, the sweep sends
+        them once the publisher's lease lapses.
+        """
+        self.job(job_id)
+        store, fanout = self.engine.store, self.engine.fanout
+        count = store.requeue_failed(job_id, self.engine.clock(), self.owner)
+        published = fanout.republish(job_id, self.owner) if count else 0
+        return RetryOutcome(job_id, count, published)
 
     def hooks(self, job_id: str, redeliver: bool = False) -> HooksOutcome:
         """Return the job's hook deliveries; first redeliver the failed ones if asked.

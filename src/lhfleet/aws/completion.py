@@ -9,9 +9,10 @@ crashed part way, until ``hooks_fired_at`` is recorded.
 
 Hooks go through the hook ledger, as on the local and cluster engines: a
 delivery is leased, fired with retries, and settled with conditional
-writes, so a completion that runs twice fires each hook once. Every write
-after the claim is conditioned on the token, so a completion stops if the
-job was requeued meanwhile.
+writes, so a completion that runs twice fires each hook once. A retry of
+the job (``lhfleet aws retry``) completes it again, and its hooks stay
+delivered, as ``lhfleet retry`` leaves them. Every write after the claim
+is conditioned on the token, so a completion that a retry overtook stops.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Any
 
 from lhfleet.aws.config import AwsClients, AwsConfig
 from lhfleet.aws.expressions import Update
-from lhfleet.aws.store import DynamoJobStore
+from lhfleet.aws.store import QUEUED, REPUBLISH_LEASE, DynamoJobStore
 from lhfleet.errors import AwsServiceError
 from lhfleet.models import Job, run_id
 from lhfleet.ports import Dispatcher
@@ -37,6 +37,9 @@ TIME_MARGIN = 5.0
 """Seconds of invocation time kept back to hand the fan-out over cleanly."""
 
 SEND_ATTEMPTS = 5
+REPUBLISH_CHUNK = 100
+"""Run messages a republish sends between renewals of its lease."""
+QUEUED_ONLY = {"queued": QUEUED}
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,66 @@ class FanOut:
         self._finish(job_id, owner)
         logger.info("job %s: fan-out complete, %d messages", job_id, total)
         return FanOutProgress(job_id, cursor, total)
+
+    def republish(self, job_id: str, owner: str) -> int:
+        """Send a message for each queued run of a job that a retry reopened.
+
+        Returns how many were sent; 0 when no messages are owed or another
+        publisher holds the lease. Runs whose earlier messages are still in
+        the queue get a second one, which the worker drops as a duplicate.
+        """
+        values = self._acquire_republish(job_id, owner)
+        if values is None:
+            logger.info("job %s: no run messages owed, or another publisher", job_id)
+            return 0
+        token = str(values["republish"])
+        queued = [
+            str(run["run_id"])
+            for run in self.store.query_runs(job_id, "#state = :queued", QUEUED_ONLY)
+        ]
+        for start in range(0, len(queued), REPUBLISH_CHUNK):
+            self.send(queued[start : start + REPUBLISH_CHUNK])
+            if not self._renew_republish(job_id, owner, token):
+                logger.warning(
+                    "job %s: republish lease lost after %d of %d messages",
+                    job_id,
+                    start + REPUBLISH_CHUNK,
+                    len(queued),
+                )
+                return min(len(queued), start + REPUBLISH_CHUNK)
+        done = Update(
+            remove=("republish", "republish_owner", "republish_until"),
+            condition="#republish = :token AND #republish_owner = :owner",
+            values={"token": token, "owner": owner},
+        )
+        if self.store.update_job(job_id, done) is None:
+            logger.info("job %s: another retry needs its messages sent too", job_id)
+        logger.info("job %s: sent %d messages of queued runs", job_id, len(queued))
+        return len(queued)
+
+    def _acquire_republish(self, job_id: str, owner: str) -> dict[str, Any] | None:
+        now = self.clock()
+        return self.store.update_job(
+            job_id,
+            Update(
+                set={
+                    "republish_owner": owner,
+                    "republish_until": now + REPUBLISH_LEASE,
+                },
+                condition="attribute_exists(#republish) AND ("
+                "attribute_not_exists(#republish_until) "
+                "OR #republish_until < :now OR #republish_owner = :owner)",
+                values={"now": now, "owner": owner},
+            ),
+        )
+
+    def _renew_republish(self, job_id: str, owner: str, token: str) -> bool:
+        update = Update(
+            set={"republish_until": self.clock() + REPUBLISH_LEASE},
+            condition="#republish = :token AND #republish_owner = :owner",
+            values={"token": token, "owner": owner},
+        )
+        return self.store.update_job(job_id, update) is not None
 
     def send(self, run_ids: Sequence[str]) -> None:
         """Send one message per run id, at most ``batch_size`` at a time."""

@@ -147,7 +147,11 @@ def handle_stream_event(
 def sweep_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Resume stalled fan-outs and completions (run on a schedule)."""
     report = sweep.sweep(engine(), owner_of(context, "sweep"), time_left(context))
-    return {"resumed": report.resumed, "completed": report.completed}
+    return {
+        "resumed": report.resumed,
+        "republished": report.republished,
+        "completed": report.completed,
+    }
 
 
 def owner_of(context: Any, role: str) -> str:

@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,16 @@ DUE = (
 )
 ERROR_FIELDS = ("error_code", "error_message", "stderr_tail")
 LEASE_FIELDS = ("lease_owner", "lease_expires")
+COMPLETION_FIELDS = (
+    "finished_at",
+    "summary_key",
+    "completion_token",
+    "announced_at",
+    "hooks_fired_at",
+)
+"""What a completion writes on the job item; a retry removes it all."""
+REPUBLISH_LEASE = 60.0
+"""Seconds a retry's publisher has to send the requeued runs' messages."""
 NOT_RECORDED = Settlement(recorded=False, settled=False, completed_job=False)
 
 
@@ -384,23 +395,47 @@ class DynamoJobStore(JobStore):
         settled = count > 0
         return Settlement(recorded=settled, settled=settled, completed_job=False)
 
-    def requeue_failed(self, job_id: str, now: float) -> int:
-        """Queue the failed runs again; the caller publishes their messages."""
+    def requeue_failed(
+        self, job_id: str, now: float, publisher: str | None = None
+    ) -> int:
+        """Queue the failed runs again and reopen the job; return how many.
+
+        Each run moves in one transaction with the job's counters, so two
+        retries at once requeue and count every run once. The job item gets
+        a ``republish`` token: the runs need new messages, which
+        ``FanOut.republish`` sends and the sweep sends if no one does. With
+        ``publisher`` the caller holds the lease to send them for
+        ``REPUBLISH_LEASE`` seconds; without it the next sweep sends them.
+        """
         run_update = Update(
             set={"state": QUEUED, "attempts": 0, "not_before": now},
             remove=("finished_at", *ERROR_FIELDS),
             condition="#state = :failed",
             values={"failed": FAILED},
         )
+        reopened: dict[str, Any] = {
+            "state": JobState.RUNNING.value,
+            "sweep": schema.SWEEP_OPEN,
+            "republish": uuid.uuid4().hex,
+        }
+        released: tuple[str, ...] = ("republish_owner", "republish_until")
+        if publisher is not None:
+            reopened |= {
+                "republish_owner": publisher,
+                "republish_until": now + REPUBLISH_LEASE,
+            }
+            released = ()
         job_update = Update(
-            set={"state": JobState.RUNNING.value, "sweep": schema.SWEEP_OPEN},
-            remove=("finished_at", "summary_key", "completion_token"),
+            set=reopened,
+            remove=(*COMPLETION_FIELDS, *released),
             add={"failed": -1, "settled": -1},
             condition="attribute_exists(#id)",
         )
         count = 0
         for values in self.query_runs(job_id, "#state = :failed", _states()):
             count += self._transact(values["run_id"], run_update, job_update)
+        if count:
+            logger.info("job %s: %d failed runs queued again", job_id, count)
         return count
 
     def _settle(self, run_id: str, update: Update, counter: str) -> Settlement:

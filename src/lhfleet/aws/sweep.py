@@ -1,10 +1,12 @@
 """The sweeper: a scheduled pass that makes sure no job waits forever.
 
 It reads the sparse sweep index, which lists the jobs with unfinished
-business. It resumes a fan-out whose lease lapsed. It completes a job whose
-runs have all settled but whose stream record was lost. It finishes a
-completion that crashed after winning its conditional write, once that
-write is older than any Lambda invocation can last.
+business. It resumes a fan-out whose lease lapsed, and sends the messages
+of runs that a retry queued again if their publisher stopped. It completes
+a job whose runs have all settled but whose stream record was lost. It
+finishes a completion that crashed after winning its conditional write,
+once that write is older than any Lambda invocation can last; that also
+delivers hooks whose lease the crashed completion held.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ longest invocation (900 s) plus a minute."""
 @dataclass
 class SweepReport:
     resumed: list[str] = field(default_factory=list)
+    republished: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
 
 
@@ -42,6 +45,10 @@ def sweep(
     report = SweepReport()
     for job_id in open_jobs(engine):
         values = engine.store.job_values(job_id)
+        if _republish_stalled(values, engine.clock()):
+            sent = engine.fanout.republish(job_id, owner)
+            report.republished.append(job_id)
+            logger.info("job %s: sweep sent %d messages of queued runs", job_id, sent)
         if _fanout_stalled(values, engine.clock()):
             progress = engine.fanout.publish(job_id, owner, time_left)
             report.resumed.append(job_id)
@@ -87,6 +94,12 @@ def _fanout_stalled(values: dict[str, Any], now: float) -> bool:
     if values["fanout_published"] >= values["total"]:
         return False
     return bool(values.get("fanout_lease_until", 0) < now)
+
+
+def _republish_stalled(values: dict[str, Any], now: float) -> bool:
+    if "republish" not in values:
+        return False
+    return bool(values.get("republish_until", 0) < now)
 
 
 def _completion_stalled(values: dict[str, Any], now: float) -> bool:

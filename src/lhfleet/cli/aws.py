@@ -1,4 +1,4 @@
-"""``lhfleet aws``: submit jobs to the AWS engine, follow them, fetch results.
+"""``lhfleet aws``: submit jobs to the AWS engine, follow them, retry, fetch results.
 
 The commands read the stack's resource names from LHFLEET_AWS_* variables
 and use boto3's usual credentials, region and AWS_ENDPOINT_URL.
@@ -226,6 +226,52 @@ def results(
     client = open_client()
     document = client.summary(job_id)
     _print(client, job_id, document, download, reports, output_format == "json")
+
+
+@aws.command()
+@click.argument("job_id")
+@click.option(
+    "--no-watch", is_flag=True, help="Return once the runs are queued and sent."
+)
+@click.option(
+    "--download",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to save results.json (and with --reports, every report) into.",
+)
+@click.option("--reports", is_flag=True, help="With --download, save every report too.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the results document as JSON."
+)
+@click.option(
+    "--max-wait",
+    type=float,
+    default=None,
+    help="Seconds to watch before giving up (the job goes on in AWS).",
+)
+@handle_errors
+def retry(
+    job_id: str,
+    no_watch: bool,
+    download: Path | None,
+    reports: bool,
+    as_json: bool,
+    max_wait: float | None,
+) -> None:
+    """Run a job's failed runs again, with fresh attempts, then show its results.
+
+    The job completes again when they settle; hooks that were delivered
+    are not fired again.
+    """
+    client = open_client()
+    outcome = client.retry(job_id)
+    stderr.print(
+        f"Queued {outcome.requeued} failed runs of job {job_id} again "
+        f"({outcome.published} messages sent)."
+    )
+    if no_watch:
+        return
+    _watch_and_report(client, job_id, download, reports, as_json, max_wait)
 
 
 @aws.command()
