@@ -104,9 +104,10 @@ def test_retry_unknown_job_named(pipeline: Pipeline) -> None:
 
 
 def test_concurrent_retries_count_once(pipeline: Pipeline) -> None:
-    # NOTE: the requeues that lose cancel their transactions, and moto 5.2.5
-    # then replaces the table with a copy whose stream no earlier iterator
-    # sees. So this test checks the counts, not the completion that follows.
+    # NOTE: the requeues that lose cancel their transactions. moto 5.2.5 then
+    # replaces the table with a copy, and stream iterators taken before then
+    # return none of its later records. So this test checks the counts, not
+    # the completion that follows.
     job_id = failed_job(pipeline)
     counts: list[int] = []
     lock = threading.Lock()

@@ -240,8 +240,8 @@ class ConflictBody:
 
 
 def inject_conflicts(engine: AwsEngine, count: int) -> list[int]:
-    """Answer the next ``count`` UpdateItem calls as DynamoDB does while a
-    transaction holds the item; moto never does. Returns a call counter."""
+    """Fail the next ``count`` UpdateItem calls as DynamoDB does while a
+    transaction includes the item; moto never does. Returns a call counter."""
     calls = [0]
 
     def conflict(request: Any, **_: Any) -> Any:

@@ -26,7 +26,7 @@ POLL_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class RetryOutcome:
-    """What ``AwsClient.retry`` did: runs queued again and messages sent."""
+    """The result of ``AwsClient.retry``: runs queued again and messages sent."""
 
     job_id: str
     requeued: int

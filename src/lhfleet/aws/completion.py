@@ -127,10 +127,10 @@ def _record(
     values: Mapping[str, Any],
     done: bool = False,
 ) -> bool:
-    """Write ``values`` on the job if this completion still holds it.
+    """Write ``values`` on the job unless a retry reopened it since the claim.
 
-    ``done`` also takes the job off the sweep index. False (logged) when a
-    retry reopened the job since the claim.
+    ``done`` also takes the job off the sweep index. Returns False, and
+    logs it, when the job was reopened.
     """
     update = Update(
         set=values,

@@ -34,7 +34,7 @@ class AwsConfig:
     jobs_table: str = "lhfleet-jobs"
     runs_table: str = "lhfleet-runs"
     hooks_table: str = "lhfleet-hooks"
-    """Deliveries of the jobs' completion hooks and every attempt at them."""
+    """The table of the jobs' hook deliveries and every attempt at them."""
 
     bucket: str = ""
     queue_url: str = ""

@@ -3,9 +3,9 @@
 A job's deliveries and their attempts share its partition (``job_id``); the
 sort key ``entry`` is ``delivery#INDEX`` or ``attempt#INDEX#NUMBER``. Every
 change of a delivery's state is an UpdateItem conditioned on the state and
-lease holder it was read with, as the SQL ledger's UPDATE is, so two
-invocations that complete the same job (a retried stream record, the
-sweep) cannot both fire one hook. An attempt is recorded in one
+lease holder it was read with, as the SQL ledger's UPDATE is. So two
+invocations that complete the same job, such as a retried stream record
+and the sweep, cannot both fire one hook. An attempt is recorded in one
 transaction with the delivery's counter, under the same lease condition.
 """
 
@@ -225,8 +225,8 @@ class DynamoHookLedger(HookLedger):
         return count
 
     def jobs_owing(self) -> list[str]:
-        # NOTE: a Scan reads the whole hooks table; no function of the
-        # engine calls this, because the sweep finds unfinished completions
+        # NOTE: this Scan reads the whole hooks table. No function of the
+        # engine calls it, because the sweep finds unfinished completions
         # on the jobs table's sweep index.
         condition = "#state IN (:pending, :delivering)"
         arguments: dict[str, Any] = {

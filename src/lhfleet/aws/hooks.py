@@ -45,8 +45,8 @@ def webhook_specs(job_id: str, urls: Sequence[str]) -> list[dict[str, Any]]:
 
 
 ANNOUNCED_FIELDS = ("event", "job", "results", "urls_without_valid_run")
-"""What the completion topic's message carries of the hooks' payload; the
-per-URL summaries are left out, because SNS takes at most 256 KB."""
+"""The fields of the hooks' payload in the completion topic's message. The
+per-URL summaries are left out, because an SNS message is at most 256 KB."""
 
 
 def announce(

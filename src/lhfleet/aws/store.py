@@ -58,7 +58,7 @@ COMPLETION_FIELDS = (
     "announced_at",
     "hooks_fired_at",
 )
-"""What a completion writes on the job item; a retry removes it all."""
+"""The job attributes that a completion writes and a retry removes."""
 REPUBLISH_LEASE = 60.0
 """Seconds a retry's publisher has to send the requeued runs' messages."""
 NOT_RECORDED = Settlement(recorded=False, settled=False, completed_job=False)

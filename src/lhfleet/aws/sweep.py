@@ -5,8 +5,8 @@ business. It resumes a fan-out whose lease lapsed, and sends the messages
 of runs that a retry queued again if their publisher stopped. It completes
 a job whose runs have all settled but whose stream record was lost. It
 finishes a completion that crashed after winning its conditional write,
-once that write is older than any Lambda invocation can last; that also
-delivers hooks whose lease the crashed completion held.
+once that write is older than any Lambda invocation can last. That also
+delivers the hooks whose lease the crashed completion held.
 """
 
 from __future__ import annotations
