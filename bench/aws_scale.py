@@ -161,6 +161,9 @@ class Tally:
     crashes: int = 0
     returned: int = 0
     """Messages the handler reported as failed, to be delivered again."""
+    stream_retries: int = 0
+    """Stream batches the completion handler failed, delivered again from
+    the failed record as Lambda does."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -290,7 +293,11 @@ def settled(engine: AwsEngine, job_id: str) -> bool:
 
 
 def stream_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
-    """Play the DynamoDB stream mapping: deliver new job records every 100 ms."""
+    """Play the DynamoDB stream mapping: deliver new job records every 100 ms.
+
+    A batch that the handler fails is delivered again from the failed
+    record, as Lambda does.
+    """
     import boto3  # noqa: PLC0415
 
     streams = boto3.client("dynamodbstreams")
@@ -316,7 +323,21 @@ def stream_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
             for record in response["Records"]
         ]
         if records:
-            handle_stream_event(engine, {"Records": records})
+            result = handle_stream_event(engine, {"Records": records})
+            for failure in result["batchItemFailures"][:1]:
+                sequence = str(failure["itemIdentifier"])
+                logger.warning("stream batch failed at record %s; again", sequence)
+                with tally.lock:
+                    tally.stream_retries += 1
+                try:
+                    iterator = streams.get_shard_iterator(
+                        StreamArn=arn,
+                        ShardId=shard["ShardId"],
+                        ShardIteratorType="AT_SEQUENCE_NUMBER",
+                        SequenceNumber=sequence,
+                    )["ShardIterator"]
+                except (BotoCoreError, ClientError) as error:
+                    logger.error("GetShardIterator failed; record lost: %s", error)
         stop.wait(0.1)
 
 
@@ -440,6 +461,7 @@ def summarize(
         "invocations": tally.invocations,
         "crashed_invocations": tally.crashes,
         "messages_returned_to_queue": tally.returned,
+        "stream_batches_retried": tally.stream_retries,
         "state": values["state"],
         "failure_reasons": dict(failures),
         "fanout_seconds": round(fanned_out - started, 2),
