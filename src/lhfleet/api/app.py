@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lhfleet import __version__
@@ -45,6 +47,7 @@ from lhfleet.errors import (
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 STATUSES: tuple[tuple[type[LhfleetError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDenied, 403),
@@ -92,6 +95,7 @@ def create_app(state: ServerState, start_runner: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=state.settings.max_body_bytes)
     app.add_exception_handler(LhfleetError, _lhfleet_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(jobs.router)
     app.include_router(admin.router)
     app.include_router(dashboard.router)
@@ -144,12 +148,51 @@ def _quota_fields(error: QuotaExceeded, headers: dict[str, str]) -> dict[str, An
     return {"quota": error.quota, "limit": error.limit, "resets_at": resets}
 
 
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    """Respond to an error that FastAPI or Starlette raised, in lhfleet's format."""
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    method, path = request.method, request.url.path
+    if error.status_code == 404:
+        message = f"No route {path}. The API's routes are listed in /openapi.json."
+    elif error.status_code == 405:
+        allowed = _allowed_methods(request) or headers.get("Allow", "").split(", ")
+        headers["Allow"] = ", ".join(allowed)
+        message = f"{path} does not take {method}; send {' or '.join(allowed)}."
+    elif error.status_code == 400:
+        message = (
+            f"The request body could not be read ({error.detail}). "
+            "Send a JSON object in UTF-8."
+        )
+    else:
+        message = str(error.detail)
+    return JSONResponse({"error": message}, error.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Return the methods that the OpenAPI schema lists for the request's path.
+
+    Starlette's own 405 names only the methods of the first route that
+    matches the path, and lhfleet registers each method as its own route.
+    """
+    methods: set[str] = set()
+    for template, item in request.app.openapi()["paths"].items():
+        if _path_pattern(template).fullmatch(request.url.path):
+            methods.update(method.upper() for method in item if method in HTTP_METHODS)
+    return sorted(methods)
+
+
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """Return a pattern for an OpenAPI path such as ``/api/jobs/{job_id}``."""
+    parts = re.split(r"(\{[^}/]+\})", template)
+    return re.compile(
+        "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+    )
+
+
 async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
-    problems = [
-        {"field": _field(item["loc"]), "message": item["msg"]}
-        for item in error.errors()
-    ]
+    problems = [_problem(item) for item in error.errors()]
     first = problems[0] if problems else {"field": "body", "message": "invalid"}
     return JSONResponse(
         {
@@ -159,6 +202,19 @@ async def _validation_error(_request: Request, error: Exception) -> JSONResponse
         },
         status_code=422,
     )
+
+
+def _problem(item: dict[str, Any]) -> dict[str, str]:
+    """Return one schema error as a field and a message."""
+    if item.get("type") == "json_invalid":
+        reason = (item.get("ctx") or {}).get("error", "invalid JSON")
+        position = item["loc"][-1] if item.get("loc") else "?"
+        return {
+            "field": "body",
+            "message": f"the body is not valid JSON ({reason} at position "
+            f"{position}); send a JSON object",
+        }
+    return {"field": _field(item["loc"]), "message": item["msg"]}
 
 
 def _field(location: Any) -> str:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from lhfleet import service
 from lhfleet.api.auth import State, Token
 from lhfleet.api.events import progress_stream
-from lhfleet.api.schemas import JobRequest
+from lhfleet.api.schemas import JobRequest, error_responses
 from lhfleet.api.state import ServerState
 from lhfleet.compare import CompareOptions, compare_jobs
 from lhfleet.errors import (
@@ -38,6 +38,36 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["jobs"])
 
 MAX_PAGE = 200
+MAX_OFFSET = 1_000_000_000
+"""Largest offset of a job list: far above any store's job count, and below
+the 64-bit integers that SQLite and PostgreSQL take as OFFSET."""
+JSON_OBJECT: dict[str, Any] = {
+    "description": "A JSON object.",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+HTML_PAGE: dict[str, Any] = {
+    "description": "An HTML page.",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+EVENT_STREAM: dict[str, Any] = {
+    "description": "Server-Sent Events until the job completes.",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "description": "One event: progress when the counts or state "
+                "change, then end with the completed job. The data is the job "
+                "document of GET /api/jobs/{job_id} without runner and hooks.",
+                "type": "object",
+                "properties": {
+                    "event": {"enum": ["progress", "end"]},
+                    "id": {"type": "string"},
+                    "data": {"type": "string", "contentMediaType": "application/json"},
+                },
+                "required": ["event", "id", "data"],
+            }
+        }
+    },
+}
 REPORT_POLICY = "sandbox allow-scripts allow-popups allow-downloads"
 """Content-Security-Policy of served Lighthouse reports: their scripts run in an
 opaque origin, so they cannot read the dashboard's cookie or call the API."""
@@ -70,7 +100,7 @@ def job_view(state: ServerState, job: Job) -> dict[str, Any]:
     }
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, responses=error_responses(400, 403, 413, 429))
 def create_job(
     body: JobRequest, response: Response, token: Token, state: State
 ) -> dict[str, Any]:
@@ -80,12 +110,12 @@ def create_job(
     return job_view(state, job)
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=error_responses())
 def list_jobs(
     token: Token,
     state: State,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """List the token's jobs (every job for an admin token), newest first."""
     if token.admin:
@@ -102,7 +132,11 @@ def list_jobs(
     }
 
 
-@router.get("/jobs/{job_id}", response_class=Response)
+@router.get(
+    "/jobs/{job_id}",
+    response_class=Response,
+    responses={200: JSON_OBJECT, **error_responses(404)},
+)
 async def get_job(job_id: str, token: Token, state: State) -> Response:
     """Return a job's state, run counts, runner state and hooks.
 
@@ -120,14 +154,14 @@ def _fresh_view(state: ServerState, token: ApiToken, job_id: str) -> bytes:
     return state.remember_view(job_id, view)
 
 
-@router.get("/jobs/{job_id}/results")
+@router.get("/jobs/{job_id}/results", responses=error_responses(404))
 def get_results(job_id: str, token: Token, state: State) -> dict[str, Any]:
     """Return the results document, as ``lhfleet results JOB --format json``."""
     state.visible_job(token, job_id)
     return service.results(state.workspace, job_id)
 
 
-@router.get("/jobs/{job_id}/hooks")
+@router.get("/jobs/{job_id}/hooks", responses=error_responses(404))
 def get_hooks(job_id: str, token: Token, state: State) -> dict[str, Any]:
     """Return the job's hook deliveries, each with every attempt."""
     state.visible_job(token, job_id)
@@ -140,7 +174,11 @@ def hook_deliveries(state: ServerState, job_id: str) -> list[dict[str, Any]]:
     return deliveries_document(ledger, job_id) if ledger else []
 
 
-@router.post("/jobs/{job_id}/hooks/redeliver", status_code=202)
+@router.post(
+    "/jobs/{job_id}/hooks/redeliver",
+    status_code=202,
+    responses=error_responses(404),
+)
 def redeliver_hooks(job_id: str, token: Token, state: State) -> dict[str, Any]:
     """Deliver the job's failed hooks again, in the background."""
     job = state.visible_job(token, job_id)
@@ -168,7 +206,11 @@ def _visible_run(state: ServerState, token: ApiToken, job_id: str, run_id: str) 
     return run
 
 
-@router.get("/jobs/{job_id}/runs/{run_id}/report.json")
+@router.get(
+    "/jobs/{job_id}/runs/{run_id}/report.json",
+    response_class=Response,
+    responses={200: JSON_OBJECT, **error_responses(404)},
+)
 def get_report_json(job_id: str, run_id: str, token: Token, state: State) -> Response:
     """Return a run's full Lighthouse result (JSON)."""
     run = _visible_run(state, token, job_id, run_id)
@@ -178,7 +220,12 @@ def get_report_json(job_id: str, run_id: str, token: Token, state: State) -> Res
     return Response(body, media_type="application/json")
 
 
-@router.get("/jobs/{job_id}/runs/{run_id}/report.html", response_model=None)
+@router.get(
+    "/jobs/{job_id}/runs/{run_id}/report.html",
+    response_model=None,
+    response_class=FileResponse,
+    responses={200: HTML_PAGE, **error_responses(404)},
+)
 def get_report_html(
     job_id: str, run_id: str, token: Token, state: State
 ) -> FileResponse:
@@ -201,7 +248,9 @@ def get_report_html(
     )
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202)
+@router.post(
+    "/jobs/{job_id}/cancel", status_code=202, responses=error_responses(404, 409)
+)
 def cancel_job(job_id: str, token: Token, state: State) -> dict[str, Any]:
     """Cancel a running job: its unsettled runs fail as JOB_CANCELLED."""
     job = state.visible_job(token, job_id)
@@ -214,7 +263,9 @@ def cancel_job(job_id: str, token: Token, state: State) -> dict[str, Any]:
     return {"cancelling": count, "job": job_view(state, job)}
 
 
-@router.post("/jobs/{job_id}/retry", status_code=202)
+@router.post(
+    "/jobs/{job_id}/retry", status_code=202, responses=error_responses(404, 409)
+)
 def retry_job(job_id: str, token: Token, state: State) -> dict[str, Any]:
     """Queue the job's failed runs (its dead letters) again and run them."""
     job = state.visible_job(token, job_id)
@@ -227,7 +278,11 @@ def retry_job(job_id: str, token: Token, state: State) -> dict[str, Any]:
     }
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: EVENT_STREAM, **error_responses(404)},
+)
 async def job_events(job_id: str, token: Token, state: State) -> StreamingResponse:
     """Stream the job's progress as Server-Sent Events until it completes."""
     await run_in_threadpool(state.visible_job, token, job_id)
@@ -238,7 +293,7 @@ async def job_events(job_id: str, token: Token, state: State) -> StreamingRespon
     )
 
 
-@router.get("/compare")
+@router.get("/compare", responses=error_responses(404))
 def compare(
     a: str, b: str, token: Token, state: State, confidence: float = 0.95
 ) -> dict[str, Any]:

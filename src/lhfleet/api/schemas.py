@@ -1,4 +1,9 @@
-"""Request bodies of the HTTP API, checked by pydantic before any handler runs."""
+"""Request bodies and error responses of the HTTP API, as pydantic models.
+
+Request bodies are checked before any handler runs. ``ErrorOut`` is the body
+of every error response, and ``error_responses`` documents it in the OpenAPI
+schema for the statuses a route may return.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lhfleet.api.tokens import MAX_QUOTA
 from lhfleet.models import CATEGORIES, EXTRA_CATEGORIES, JobSecrets, JobSettings
 from lhfleet.ports import Quota
 
@@ -91,8 +97,8 @@ class QuotaIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_running_jobs: int | None = Field(default=None, ge=1)
-    max_runs_per_day: int | None = Field(default=None, ge=1)
+    max_running_jobs: int | None = Field(default=None, ge=1, le=MAX_QUOTA)
+    max_runs_per_day: int | None = Field(default=None, ge=1, le=MAX_QUOTA)
 
     def quota(self) -> Quota:
         return Quota(self.max_running_jobs, self.max_runs_per_day)
@@ -106,3 +112,62 @@ class TokenRequest(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     admin: bool = False
     quota: QuotaIn = QuotaIn()
+
+
+class ProblemOut(BaseModel):
+    """One schema error of a request: the field at fault and what is wrong."""
+
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="What failed, on which value, and what to do.")
+    field: str | None = Field(
+        default=None,
+        description="The request field at fault, such as settings.timeout (422).",
+    )
+    problems: list[ProblemOut] | None = Field(
+        default=None, description="Every schema error of the request (422)."
+    )
+    limit: int | None = Field(
+        default=None,
+        description="The limit that was exceeded: bytes of a body (413), or the "
+        "quota's limit (429).",
+    )
+    quota: str | None = Field(
+        default=None, description="The quota that was exceeded (429)."
+    )
+    resets_at: str | None = Field(
+        default=None,
+        description="When the quota frees up, in ISO 8601; null when a running "
+        "job must end first (429).",
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The request body is not UTF-8.",
+    401: "No token, an unknown one or a revoked one.",
+    403: "The route or a hook type needs an admin token.",
+    404: "No such job, run or token, or a job of another token.",
+    409: "The job's state does not allow the change.",
+    413: "The request body is larger than the server's limit.",
+    422: "A field is invalid; `field` names it.",
+    429: "The token is over a quota.",
+    503: "The job store or the browser failed.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI ``responses`` of a route for its error statuses.
+
+    401, 422 and 503 are always included, because every route under /api
+    needs a token, checks its parameters and reads the store.
+    """
+    codes = sorted({401, 422, 503, *statuses})
+    return {
+        code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]}
+        for code in codes
+    }

@@ -12,6 +12,9 @@ from lhfleet.ports import ApiToken, Quota, TokenStore
 
 PREFIX = "lhf_"
 NAME_LENGTH = 100
+MAX_QUOTA = 1_000_000_000
+"""Largest quota value: a bound below what the token store's 64-bit integer
+columns hold, and far above any useful quota."""
 
 
 def new_secret() -> str:
@@ -47,14 +50,18 @@ def issue_token(
 
 
 def check_quota(quota: Quota) -> None:
-    """Raise InvalidSettingError for a quota below 1 (None is no limit)."""
+    """Raise InvalidSettingError for a quota below 1 or above MAX_QUOTA.
+
+    None is no limit.
+    """
     for name, value in (
         ("max_running_jobs", quota.max_running_jobs),
         ("max_runs_per_day", quota.max_runs_per_day),
     ):
-        if value is not None and value < 1:
+        if value is not None and not 1 <= value <= MAX_QUOTA:
             raise InvalidSettingError(
-                f"{name} is {value}; use a whole number of 1 or more, or no limit."
+                f"{name} is {value}; use a whole number from 1 to {MAX_QUOTA}, "
+                "or no limit."
             )
 
 

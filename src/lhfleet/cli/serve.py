@@ -320,10 +320,13 @@ def token_quota(
     data_dir: Path | None,
 ) -> None:
     """Set a token's quotas; an option left out or given as none is no limit."""
+    from lhfleet.api.tokens import check_quota  # noqa: PLC0415
+
     quota = Quota(
         _quota_value(max_running_jobs, "--max-running-jobs"),
         _quota_value(max_runs_per_day, "--max-runs-per-day"),
     )
+    check_quota(quota)
     changed = _tokens(_workspace(store, data_dir)).set_quota(name, quota)
     stdout.print(
         f"Token {changed.name!r}: {quota.max_running_jobs or 'no limit on'} jobs at "
