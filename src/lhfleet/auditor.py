@@ -234,6 +234,11 @@ class Auditor:
         conditions = {
             "window_wait": round(outcome.window_wait, 3),
             "window_cpu_percent": outcome.window_cpu,
+            "window_span": (
+                [round(value, 3) for value in outcome.window_span]
+                if outcome.window_span
+                else None
+            ),
             "timings": outcome.timings,
         }
         warnings = dialog_warnings_from(outcome.warnings)

@@ -55,6 +55,8 @@ class RunnerAudit:
     window_wait: float = 0.0
     window_cpu: float | None = None
     """The host's CPU use, in percent, while the run held the window."""
+    window_span: tuple[float, float] | None = None
+    """When the run held the window, as Unix times (start, end)."""
     log_tail: str = ""
 
 
@@ -88,7 +90,12 @@ class NodeRunner:
         self._log = self.log_path.open("ab")
         self.events = queue.Queue()
         self.process = subprocess.Popen(
-            [str(self.node), str(RUNNER_SCRIPT), str(self.node_modules)],
+            [
+                str(self.node),
+                str(RUNNER_SCRIPT),
+                str(self.node_modules),
+                str(self.log_path),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -224,12 +231,16 @@ class NodeRunner:
                 outcome.stopped = "cancelled"
                 return None
             outcome.window_wait += waited
+            granted_at = time.time()
+            outcome.window_span = (granted_at, granted_at)
             self._send({"op": "grant", "id": request_id})
             return waited
         if kind == "window-release":
             busy = self.window.release(holder, self._pids)
             if busy is not None:
                 outcome.window_cpu = busy
+            if outcome.window_span is not None:
+                outcome.window_span = (outcome.window_span[0], time.time())
         elif kind == "warning":
             outcome.warnings.append(str(event.get("message", "")))
         elif kind == "done":

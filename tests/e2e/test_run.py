@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import PageServer
@@ -238,3 +240,33 @@ def test_jobs_json_lists_job(finished: FinishedJob) -> None:
 
 def test_run_leaves_no_work_folders(finished: FinishedJob) -> None:
     assert finished.data.work_folders() == []
+
+
+def test_measurement_windows_never_overlap(finished: FinishedJob) -> None:
+    spans = sorted(run["conditions"]["window_span"] for run in finished.runs())
+    assert len(spans) == 4
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end <= start, f"windows {spans} overlap"
+
+
+def test_runs_record_what_they_ran_under(finished: FinishedJob) -> None:
+    for run in finished.runs():
+        conditions = run["conditions"]
+        assert conditions["concurrency"] == 2
+        assert conditions["concurrency_mode"] == "fixed"
+        assert conditions["window_wait"] >= 0
+        assert 0 <= conditions["window_cpu_percent"] <= 100
+        assert conditions["load_average"] >= 0
+        timings = conditions["timings"]
+        assert 0 < timings["window"] < timings["total"]
+        assert timings["launch"] > 0
+
+
+def test_run_leaves_no_runner_processes(finished: FinishedJob) -> None:
+    marker = str(finished.data.path)
+    leftovers = [
+        process.info["cmdline"]
+        for process in psutil.process_iter(["cmdline"])
+        if any(marker in part for part in process.info["cmdline"] or [])
+    ]
+    assert leftovers == []

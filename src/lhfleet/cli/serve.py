@@ -25,6 +25,7 @@ from lhfleet import engines, service
 from lhfleet.cli.common import (
     EXIT_HELP,
     data_dir_option,
+    fixed_slots,
     handle_errors,
     open_workspace,
     parse_concurrency,
@@ -188,7 +189,7 @@ def serve(
     from lhfleet.runtime import find_runtime  # noqa: PLC0415
 
     settings = ServerSettings(
-        concurrency=parse_concurrency(concurrency),
+        concurrency=fixed_slots(parse_concurrency(concurrency)),
         parallel_jobs=parallel_jobs,
         max_urls=max_urls,
         max_runs=max_runs,

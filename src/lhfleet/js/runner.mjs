@@ -1,6 +1,8 @@
 // A long-lived Lighthouse runner: one per worker slot, one audit at a time.
 //
-// Usage: node runner.mjs /path/to/node_modules
+// Usage: node runner.mjs /path/to/node_modules [LOG]
+// LOG, the file lhfleet sends the runner's stderr to, only marks the process
+// as lhfleet's: a later lhfleet finds leftover runners by it.
 //
 // It loads Lighthouse once and then reads one JSON request per line on
 // stdin, answering with JSON lines on stdout (Lighthouse's own log goes to
