@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -19,6 +19,8 @@ from rich.progress import (
 from rich.table import Table
 
 from lhfleet.models import Job
+
+TABLE_PART_ROWS = 1000
 
 POLL_SECONDS = 0.5
 
@@ -82,30 +84,55 @@ def _number(value: float | None, digits: int = 0, scale: float = 1.0) -> str:
 
 def results_table(document: dict[str, Any]) -> Table:
     """Return the per-URL table: median score, LCP, TBT, CLS, valid runs."""
-    categories = document["job"]["settings"]["categories"]
-    table = Table(title=f"Job {document['job']['id']} ({document['job']['state']})")
+    table = _empty_results_table(document["job"], first=True)
+    for entry in document["urls"]:
+        _add_result_row(table, document["job"], entry)
+    return table
+
+
+def results_tables(
+    job: dict[str, Any], entries: Iterable[dict[str, Any]]
+) -> Iterator[Table]:
+    """Yield the per-URL table in parts of ``TABLE_PART_ROWS`` rows.
+
+    Printing each part as it fills keeps a job of thousands of URLs from
+    holding every row in memory.
+    """
+    table = _empty_results_table(job, first=True)
+    for entry in entries:
+        if table.row_count == TABLE_PART_ROWS:
+            yield table
+            table = _empty_results_table(job, first=False)
+        _add_result_row(table, job, entry)
+    yield table
+
+
+def _empty_results_table(job: dict[str, Any], first: bool) -> Table:
+    title = f"Job {job['id']} ({job['state']})"
+    table = Table(title=title if first else f"{title}, continued")
     table.add_column("URL", overflow="fold")
-    for category in categories:
+    for category in job["settings"]["categories"]:
         table.add_column(category, justify="right")
     for name in ("LCP ms", "TBT ms", "CLS"):
         table.add_column(name, justify="right")
     table.add_column("valid runs", justify="right")
     table.add_column("flags")
-    for entry in document["urls"]:
-        median = entry["median"]
-        valid = f"{entry['valid_runs']}/{entry['total_runs']}"
-        style = "red" if entry["valid_runs"] == 0 else None
-        table.add_row(
-            entry["url"],
-            *(_number(median.get(category), 0, 100) for category in categories),
-            _number(median.get("lcp")),
-            _number(median.get("tbt")),
-            _number(median.get("cls"), 3),
-            valid,
-            _flags(entry),
-            style=style,
-        )
     return table
+
+
+def _add_result_row(table: Table, job: dict[str, Any], entry: dict[str, Any]) -> None:
+    categories = job["settings"]["categories"]
+    median = entry["median"]
+    table.add_row(
+        entry["url"],
+        *(_number(median.get(category), 0, 100) for category in categories),
+        _number(median.get("lcp")),
+        _number(median.get("tbt")),
+        _number(median.get("cls"), 3),
+        f"{entry['valid_runs']}/{entry['total_runs']}",
+        _flags(entry),
+        style="red" if entry["valid_runs"] == 0 else None,
+    )
 
 
 def _flags(entry: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ from lhfleet.errors import InvalidSettingError, TargetRejected
 from lhfleet.guard import GuardPolicy, check_target
 from lhfleet.owners import current_owner, is_gone
 from lhfleet.ports import DeliveryAttempt, HookDelivery, HookLedger
-from lhfleet.results import urls_without_valid_run
+from lhfleet.results import ResultsDigest, urls_without_valid_run
 
 logger = logging.getLogger(__name__)
 
@@ -259,13 +259,24 @@ def hook_payload(document: dict[str, Any], results: str) -> dict[str, Any]:
     ``MAX_PAYLOAD_URLS`` of them; the full results are at ``results``.
     """
     entries = document["urls"]
+    digest = ResultsDigest(
+        document["job"],
+        url_count=len(entries),
+        first_urls=entries[:MAX_PAYLOAD_URLS],
+        missing=urls_without_valid_run(document),
+    )
+    return digest_payload(digest, results)
+
+
+def digest_payload(digest: ResultsDigest, results: str) -> dict[str, Any]:
+    """Return the hook payload of a job from the digest of its results."""
     return {
         "event": EVENT,
-        "job": document["job"],
+        "job": digest.job,
         "results": results,
-        "urls": [_url_summary(entry) for entry in entries[:MAX_PAYLOAD_URLS]],
-        "urls_truncated": len(entries) > MAX_PAYLOAD_URLS,
-        "urls_without_valid_run": urls_without_valid_run(document),
+        "urls": [_url_summary(entry) for entry in digest.first_urls[:MAX_PAYLOAD_URLS]],
+        "urls_truncated": digest.url_count > MAX_PAYLOAD_URLS,
+        "urls_without_valid_run": digest.missing,
     }
 
 

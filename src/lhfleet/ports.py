@@ -10,6 +10,7 @@ import abc
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lhfleet.lhr import ReportFacts
@@ -166,6 +167,14 @@ class ReportStore(abc.ABC):
     @abc.abstractmethod
     def put_summary(self, job_id: str, body: bytes) -> str:
         """Store a job's results document (JSON); return its reference."""
+
+    def put_summary_file(self, job_id: str, path: Path) -> str:
+        """Store the results document written to ``path`` and return its ref.
+
+        The file is the caller's to remove. Stores that can stream a file
+        override this; the default reads it whole.
+        """
+        return self.put_summary(job_id, path.read_bytes())
 
     @abc.abstractmethod
     def delete_job(self, job_id: str) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
-from typing import Any
+from typing import IO, Any
 
 from lhfleet.aggregate import choose_representative, medians
 from lhfleet.lhr import METRIC_AUDITS
@@ -31,6 +33,90 @@ def results_document(
             for runs in runs_by_url(store, job_id)
         ],
     }
+
+
+@dataclass
+class ResultsDigest:
+    """What callers need from a results document besides the document itself."""
+
+    job: dict[str, Any]
+    url_count: int = 0
+    first_urls: list[dict[str, Any]] = field(default_factory=list)
+    """The first URL entries, up to the ``keep`` the writer was given."""
+    missing: list[str] = field(default_factory=list)
+    """URLs without a succeeded run."""
+
+
+def iter_url_documents(
+    store: JobStore, reports: ReportStore, job: Job
+) -> Iterator[dict[str, Any]]:
+    """Yield the URL entries of a job's results, one URL's runs in memory at a time."""
+    for runs in runs_by_url(store, job.id):
+        yield url_document(runs, reports, job.settings)
+
+
+def write_results_json(
+    store: JobStore,
+    reports: ReportStore,
+    job_id: str,
+    out: IO[str],
+    keep: int = 0,
+    select: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> ResultsDigest:
+    """Write the results document to ``out`` one URL at a time; return its digest.
+
+    The text is the same as ``json.dumps(results_document(...), indent=2)``,
+    but only one URL's entry is in memory at a time, which keeps a
+    10,000-URL job's results within a few MB. ``select`` may replace or
+    (returning None) leave out each entry.
+    """
+    job = store.get_job(job_id)
+    digest = ResultsDigest(job_document(job))
+    out.write('{\n  "schema_version": ' + json.dumps(SCHEMA_VERSION) + ",\n")
+    out.write('  "job": ' + _indented(digest.job, 2) + ",\n")
+    out.write('  "urls": [')
+    written = 0
+    for entry in iter_url_documents(store, reports, job):
+        _take(digest, entry, keep)
+        chosen = select(entry) if select is not None else entry
+        if chosen is None:
+            continue
+        out.write(",\n    " if written else "\n    ")
+        out.write(_indented(chosen, 4))
+        written += 1
+    out.write("\n  ]\n}\n" if written else "]\n}\n")
+    return digest
+
+
+def digest_results(
+    store: JobStore, reports: ReportStore, job_id: str, keep: int = 0
+) -> tuple[ResultsDigest, Iterator[dict[str, Any]]]:
+    """Return the job's digest and its URL entries, filling the digest as they go.
+
+    The digest's counts are complete once the iterator is exhausted.
+    """
+    job = store.get_job(job_id)
+    digest = ResultsDigest(job_document(job))
+
+    def entries() -> Iterator[dict[str, Any]]:
+        for entry in iter_url_documents(store, reports, job):
+            _take(digest, entry, keep)
+            yield entry
+
+    return digest, entries()
+
+
+def _take(digest: ResultsDigest, entry: dict[str, Any], keep: int) -> None:
+    digest.url_count += 1
+    if len(digest.first_urls) < keep:
+        digest.first_urls.append(entry)
+    if entry["valid_runs"] == 0:
+        digest.missing.append(entry["url"])
+
+
+def _indented(value: Any, depth: int) -> str:
+    """Return ``value`` as indented JSON nested ``depth`` spaces deep."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + " " * depth)
 
 
 def runs_by_url(store: JobStore, job_id: str) -> Iterator[list[Run]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -23,7 +23,14 @@ from lhfleet.errors import InvalidSettingError, LhfleetError
 from lhfleet.estimate import record_job
 from lhfleet.guard import GuardPolicy, check_chrome_flags
 from lhfleet.guard_auditor import GuardedAuditor
-from lhfleet.hooks import Deliverer, HookCall, HookSpec, check_hooks, hook_payload
+from lhfleet.hooks import (
+    MAX_PAYLOAD_URLS,
+    Deliverer,
+    HookCall,
+    HookSpec,
+    check_hooks,
+    digest_payload,
+)
 from lhfleet.models import (
     CATEGORIES,
     EXTRA_CATEGORIES,
@@ -37,7 +44,7 @@ from lhfleet.models import (
 from lhfleet.owners import is_gone
 from lhfleet.ports import Failure, HookLedger, JobStore, ReportStore
 from lhfleet.reports.local import LocalReportStore
-from lhfleet.results import results_document
+from lhfleet.results import ResultsDigest, results_document, write_results_json
 from lhfleet.runtime import Runtime, find_runtime
 from lhfleet.store.hook_ledger import SqlHookLedger
 from lhfleet.store.sql import SqlJobStore, sqlite_url
@@ -228,20 +235,34 @@ def complete(workspace: Workspace, job_id: str) -> None:
         )
     except (LhfleetError, sa.exc.SQLAlchemyError) as error:
         logger.warning("job %s: the host profile was not updated: %s", job_id, error)
-    document = results_document(workspace.store, workspace.reports, job_id)
-    body = json.dumps(document, indent=2).encode("utf-8")
-    ref = workspace.reports.put_summary(job_id, body)
+    # The document is written to a file one URL at a time and handed to the
+    # report store from there, so a large job's results never sit in memory.
+    with tempfile.NamedTemporaryFile(
+        "w", dir=workspace.scratch, prefix=".results-", suffix=".json", delete=False
+    ) as handle:
+        written = Path(handle.name)
+        try:
+            digest = write_results_json(
+                workspace.store, workspace.reports, job_id, handle, MAX_PAYLOAD_URLS
+            )
+        except BaseException:
+            written.unlink(missing_ok=True)
+            raise
+    try:
+        ref = workspace.reports.put_summary_file(job_id, written)
+    finally:
+        written.unlink(missing_ok=True)
     location = workspace.reports.locate(ref)
     logger.info("job %s: completed; results in %s", job_id, location)
-    _fire_hooks(workspace, document, location)
+    _fire_hooks(workspace, digest, location)
 
 
-def _fire_hooks(workspace: Workspace, document: dict[str, Any], location: str) -> None:
+def _fire_hooks(workspace: Workspace, digest: ResultsDigest, location: str) -> None:
     """Deliver the hooks the job owes; a failure is logged and stays owed."""
     if workspace.ledger is None:
         return
-    job = document["job"]
-    call = HookCall(job["id"], location, job["state"], hook_payload(document, location))
+    job = digest.job
+    call = HookCall(job["id"], location, job["state"], digest_payload(digest, location))
     try:
         Deliverer(workspace.ledger).deliver_owed(call)
     except (LhfleetError, OSError, sa.exc.SQLAlchemyError) as error:

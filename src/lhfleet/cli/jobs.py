@@ -50,7 +50,7 @@ from lhfleet.errors import (
 from lhfleet.hooks import parse_hook_option
 from lhfleet.inputs import SourceLine, read_lines, validated
 from lhfleet.models import CATEGORIES, PRESETS, JobSecrets, JobSettings, JobState
-from lhfleet.results import urls_without_valid_run
+from lhfleet.results import digest_results, write_results_json
 from lhfleet.runtime import Runtime, find_runtime
 
 logger = logging.getLogger(__name__)
@@ -353,15 +353,18 @@ def _print_results(
     as_json: bool,
     exit_on_missing: bool = True,
 ) -> None:
-    document = service.results(workspace, job_id)
     if as_json:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        digest = write_results_json(
+            workspace.store, workspace.reports, job_id, sys.stdout
+        )
     else:
-        stdout.print(views.results_table(document))
+        digest, entries = digest_results(workspace.store, workspace.reports, job_id)
+        for table in views.results_tables(digest.job, entries):
+            stdout.print(table)
         stdout.print(
             f"Reports and results.json: {workspace.data_dir / 'reports' / job_id}"
         )
-    missing = urls_without_valid_run(document)
+    missing = digest.missing
     if missing and exit_on_missing:
         stderr.print(
             f"[red]{len(missing)} URLs have no valid run[/red]; "

@@ -19,7 +19,7 @@ from lhfleet.cli.common import (
     stdout,
 )
 from lhfleet.cli.serve import ServerOptions, server_options
-from lhfleet.results import results_csv
+from lhfleet.results import digest_results, results_csv, write_results_json
 from lhfleet.summary import results_markdown
 
 logger = logging.getLogger(__name__)
@@ -52,25 +52,44 @@ def results(
     """Print a job's results: per URL, its runs, representative run and medians."""
     if as_json:
         output_format = "json"
-    if remote.server:
-        document = _remote_results(remote, job_id, output_format)
-        if document is None:
-            return
-    else:
-        workspace = open_workspace(data_dir)
-        if output_format == "csv":
-            sys.stdout.write(results_csv(workspace.store, workspace.reports, job_id))
-            return
-        document = service.results(workspace, job_id)
-    if failed:
+    select = _failed_runs if failed else None
+    if not remote.server:
+        _print_local_results(open_workspace(data_dir), job_id, output_format, failed)
+        return
+    document = _remote_results(remote, job_id, output_format)
+    if document is None:
+        return
+    if select is not None:
         document["urls"] = [
-            {
-                **entry,
-                "runs": [run for run in entry["runs"] if run["state"] == "failed"],
-            }
-            for entry in document["urls"]
+            chosen for chosen in map(select, document["urls"]) if chosen
         ]
-        document["urls"] = [entry for entry in document["urls"] if entry["runs"]]
+    _print_document(document, output_format, failed)
+
+
+def _print_local_results(
+    workspace: service.Workspace, job_id: str, output_format: str, failed: bool
+) -> None:
+    """Print results read from the store one URL's runs at a time."""
+    select = _failed_runs if failed else None
+    if output_format == "csv":
+        sys.stdout.write(results_csv(workspace.store, workspace.reports, job_id))
+        return
+    if output_format == "json":
+        write_results_json(
+            workspace.store, workspace.reports, job_id, sys.stdout, select=select
+        )
+        return
+    digest, entries = digest_results(workspace.store, workspace.reports, job_id)
+    if select is not None:
+        entries = (chosen for chosen in map(select, entries) if chosen)
+    if output_format == "table" and not failed:
+        for table in views.results_tables(digest.job, entries):
+            stdout.print(table)
+        return
+    _print_document({"job": digest.job, "urls": entries}, output_format, failed)
+
+
+def _print_document(document: dict[str, Any], output_format: str, failed: bool) -> None:
     if output_format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     elif output_format == "markdown":
@@ -79,6 +98,12 @@ def results(
         stdout.print(views.failures_table(document))
     else:
         stdout.print(views.results_table(document))
+
+
+def _failed_runs(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """Return a URL entry with its failed runs only, or None when it has none."""
+    runs = [run for run in entry["runs"] if run["state"] == "failed"]
+    return {**entry, "runs": runs} if runs else None
 
 
 @click.command()

@@ -9,7 +9,6 @@ store, and prints the same results document.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import signal
 import sys
@@ -29,6 +28,7 @@ from lhfleet.auditor import Auditor, sweep_scratch
 from lhfleet.cli.common import (
     DriveOptions,
     data_dir_option,
+    fixed_slots,
     handle_errors,
     parse_concurrency,
     stderr,
@@ -44,7 +44,7 @@ from lhfleet.guard_auditor import GuardedAuditor
 from lhfleet.hooks import HookSpec
 from lhfleet.models import JobSecrets, JobSettings, JobState, Target
 from lhfleet.owners import is_gone
-from lhfleet.results import urls_without_valid_run
+from lhfleet.results import digest_results, write_results_json
 from lhfleet.runtime import find_runtime
 
 if TYPE_CHECKING:
@@ -249,14 +249,17 @@ def print_results(
     exit_on_missing: bool = True,
 ) -> None:
     """Print the results table (or JSON) and exit 1 when a URL has no valid run."""
-    document = service.results(workspace, job_id)
     if as_json:
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        digest = write_results_json(
+            workspace.store, workspace.reports, job_id, sys.stdout
+        )
     else:
-        stdout.print(views.results_table(document))
+        digest, entries = digest_results(workspace.store, workspace.reports, job_id)
+        for table in views.results_tables(digest.job, entries):
+            stdout.print(table)
         where = workspace.reports.locate(f"{job_id}/results.json")
         stdout.print(f"Results: {where}")
-    missing = urls_without_valid_run(document)
+    missing = digest.missing
     if missing and exit_on_missing:
         stderr.print(
             f"[red]{len(missing)} URLs have no valid run[/red]; "
@@ -377,7 +380,7 @@ def worker(
     )
     sweeper = _sweeper_thread(app, workspace) if sweep else None
     options = celery_worker.WorkerOptions(
-        parse_concurrency(concurrency), pool, loglevel.upper()
+        fixed_slots(parse_concurrency(concurrency)), pool, loglevel.upper()
     )
     celery_worker.start_worker(app, options, sweeper)
 

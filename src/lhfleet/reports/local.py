@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from lhfleet.errors import NotFoundError, StoreError
@@ -51,12 +52,18 @@ class LocalReportStore(ReportStore):
         return self._ref(json_path), self._ref(html_path)
 
     def put_summary(self, job_id: str, body: bytes) -> str:
+        return self._put_summary(job_id, lambda path: _write_atomic(path, body))
+
+    def put_summary_file(self, job_id: str, path: Path) -> str:
+        return self._put_summary(job_id, lambda target: _copy_atomic(path, target))
+
+    def _put_summary(self, job_id: str, write: Callable[[Path], None]) -> str:
         if not _SAFE_NAME.match(job_id):
             raise ValueError(f"unsafe name for a report path: {job_id!r}")
         path = self.root / job_id / "results.json"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, body)
+            write(path)
         except OSError as error:
             raise StoreError(
                 f"Could not write the results of job {job_id} to {path}: "
@@ -92,6 +99,16 @@ class LocalReportStore(ReportStore):
         if not path.is_relative_to(self.root.resolve()):
             raise NotFoundError(f"The report reference {ref!r} is outside {self.root}.")
         return path
+
+
+def _copy_atomic(source: Path, path: Path) -> None:
+    """Copy a file into place in chunks, so a reader never sees half of it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with source.open("rb") as reader, partial.open("wb") as handle:
+        shutil.copyfileobj(reader, handle, 1 << 20)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lhfleet.errors import InvalidSettingError, NotFoundError, StoreError
@@ -89,6 +91,19 @@ class S3ReportStore(ReportStore):
     def put_summary(self, job_id: str, body: bytes) -> str:
         key = self.summary_key(job_id)
         self._put(key, body, "application/json")
+        return key
+
+    def put_summary_file(self, job_id: str, path: Path) -> str:
+        key = self.summary_key(job_id)
+        try:
+            self.client.upload_file(
+                str(path),
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": "application/json"},
+            )
+        except (BotoCoreError, ClientError, S3UploadFailedError) as error:
+            raise self._error("write", key, error) from error
         return key
 
     def has_summary(self, job_id: str) -> bool:

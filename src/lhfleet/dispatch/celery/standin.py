@@ -92,6 +92,9 @@ class StandInAuditor(Auditor):
         logger.debug("stand-in audit %s of %s", label, request.url)
         return AuditResult(lhr=lhr, duration=time.monotonic() - started)
 
+    def close(self) -> None:
+        """Release nothing: the stand-in starts no processes."""
+
     def render_html(self, lhr_json: bytes) -> str:
         return (
             "<!doctype html><title>lhfleet stand-in report</title>"
