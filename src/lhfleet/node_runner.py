@@ -35,16 +35,16 @@ MAX_AUDITS_PER_RUNNER = 50
 LOG_TAIL = 4000
 MAX_WINDOW_EXTENSION = 60.0
 """Seconds of waiting for the measurement window that do not count against a
-run's deadline; beyond them a run's lease could run out while it waits."""
+run's deadline. A longer extension could outlast the run's lease."""
 
 
 class RunnerGone(Exception):
-    """The runner process exited or stopped answering."""
+    """The runner process exited or stopped responding."""
 
 
 @dataclass
 class RunnerAudit:
-    """What the runner reported for one audit."""
+    """The runner's report of one audit."""
 
     ok: bool
     stopped: str | None = None
@@ -82,8 +82,8 @@ class NodeRunner:
 
     def start(self) -> None:
         """Start the runner if it is not running; wait until Lighthouse is loaded."""
-        if self.process is not None and self.process.poll() is None:
-            if self.audits < MAX_AUDITS_PER_RUNNER:
+        if self.process is not None:
+            if self.process.poll() is None and self.audits < MAX_AUDITS_PER_RUNNER:
                 return
             self.stop()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ class NodeRunner:
         cancel: threading.Event,
         outcome: RunnerAudit,
     ) -> None:
-        """Answer the runner's events for one audit until it is done or stopped."""
+        """Handle the runner's events for one audit until it is done or stopped."""
         deadline = time.monotonic() + timeout
         extension = 0.0
         while outcome.stopped is None:

@@ -37,7 +37,7 @@ def results_document(
 
 @dataclass
 class ResultsDigest:
-    """What callers need from a results document besides the document itself."""
+    """The facts of a results document that callers need besides its text."""
 
     job: dict[str, Any]
     url_count: int = 0

@@ -57,7 +57,7 @@ def window_root() -> Path:
 
 @dataclass
 class WindowStats:
-    """How the window was used, for the concurrency controller and benchmarks."""
+    """Usage figures of the window, for the concurrency controller and benchmarks."""
 
     held_seconds: float = 0.0
     waited_seconds: float = 0.0
@@ -164,7 +164,7 @@ class MeasurementWindow:
 
 
 def can_raise_priority() -> bool:
-    """Whether this process may lower a nice value again (root or CAP_SYS_NICE)."""
+    """Tell whether this process may lower a nice value again (root or CAP_SYS_NICE)."""
     if os.geteuid() == 0:
         return True
     try:

@@ -5,7 +5,7 @@
 // as lhfleet's: a later lhfleet finds leftover runners by it.
 //
 // It loads Lighthouse once and then reads one JSON request per line on
-// stdin, answering with JSON lines on stdout (Lighthouse's own log goes to
+// stdin, and writes JSON event lines on stdout (Lighthouse's own log goes to
 // stderr). Each audit launches a fresh Chrome with its own profile folder,
 // so no state carries over between audits; audits never overlap, because
 // Lighthouse's timing marks are global to the process.
@@ -79,7 +79,7 @@ function seconds(from, to) {
 
 function describe(error) {
   return {
-    code: error.code || error.lhrRuntimeError && error.code || null,
+    code: error.code || null,
     name: error.name || 'Error',
     message: String(error.friendlyMessage || error.message || error),
     stack: String(error.stack || ''),
