@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from lhfleet import codes
-from lhfleet.models import JobSettings
+from lhfleet.models import JobSettings, LoginScript
 from lhfleet.node_runner import NodeRunner, RunnerGone
 from lhfleet.runtime import Runtime
 from lhfleet.window import MeasurementWindow, shared_window, short_temp_root
@@ -79,6 +79,7 @@ class AuditRequest:
     url: str
     settings: JobSettings
     extra_headers: dict[str, str] = field(default_factory=dict)
+    login_script: LoginScript | None = None
 
 
 @dataclass
@@ -225,6 +226,11 @@ class Auditor:
             "categories": list(settings.categories),
             "extraHeaders": request.extra_headers or None,
         }
+        if request.login_script is not None:
+            script = temp / f"login-{_script_name(request.login_script.name)}"
+            script.write_text(request.login_script.source, encoding="utf-8")
+            script.chmod(0o600)
+            payload["loginScript"] = str(script)
         try:
             outcome = runner.audit(payload, settings.timeout, cancel)
         except RunnerGone as error:
@@ -261,6 +267,11 @@ class Auditor:
         return result
 
 
+def _script_name(name: str) -> str:
+    """Return a safe file name that keeps the script's module kind (.mjs or .cjs)."""
+    return "script.mjs" if name.endswith(".mjs") else "script.cjs"
+
+
 def chrome_flags(settings: JobSettings) -> list[str]:
     """Return the Chrome flags of an audit: lhfleet's required ones, then the job's."""
     flags = list(REQUIRED_CHROME_FLAGS)
@@ -276,6 +287,12 @@ def _runner_failure(error: dict[str, Any], tail: str) -> AuditResult:
     """Return the code and message of an audit that threw instead of reporting."""
     message = str(error.get("message") or "Lighthouse gave no result.")
     code = error.get("code")
+    if error.get("phase") == "login":
+        message = (
+            f"The login script failed: {message.rstrip('.')}. Fix the script, then run "
+            "`lhfleet retry JOB`."
+        )
+        return AuditResult(None, codes.LOGIN_SCRIPT_FAILED, message, tail)
     if error.get("phase") == "launch":
         return AuditResult(
             None,

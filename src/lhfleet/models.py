@@ -168,9 +168,40 @@ class JobSecrets:
     """Values a run needs that never appear in results, reports or logs."""
 
     extra_headers: dict[str, str] = field(default_factory=dict)
+    login_script: LoginScript | None = None
+    """A script that signs in through the run's Chrome before the audit."""
 
     def __repr__(self) -> str:
-        return f"JobSecrets(extra_headers=<{len(self.extra_headers)} redacted>)"
+        script = "" if self.login_script is None else ", login_script=<redacted>"
+        return f"JobSecrets(extra_headers=<{len(self.extra_headers)} redacted>{script})"
+
+    def to_dict(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {"extra_headers": self.extra_headers}
+        if self.login_script is not None:
+            stored["login_script"] = {
+                "name": self.login_script.name,
+                "source": self.login_script.source,
+            }
+        return stored
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> JobSecrets:
+        data = data or {}
+        script = data.get("login_script")
+        login = None
+        if isinstance(script, dict):
+            login = LoginScript(str(script["name"]), str(script["source"]))
+        return cls(dict(data.get("extra_headers") or {}), login)
+
+
+@dataclass(frozen=True)
+class LoginScript:
+    """A Puppeteer script, kept with the job's secrets because it may hold
+    credentials. ``name`` is the file name it was read from; its extension
+    tells an ES module (.mjs) from a CommonJS one (.js, .cjs)."""
+
+    name: str
+    source: str
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,9 @@ class RunExecutor:
         same way.
         """
         logger.info("run %s attempt %d: auditing %s", run.id, run.attempts, run.url)
-        request = AuditRequest(run.url, settings, secrets.extra_headers)
+        request = AuditRequest(
+            run.url, settings, secrets.extra_headers, secrets.login_script
+        )
         label = f"{run.id}.a{run.attempts}"
         result = self.auditor.audit(request, label, self.owner, cancel)
         if result.error_code == codes.RUNNER_INTERRUPTED:

@@ -93,7 +93,7 @@ class DynamoJobStore(JobStore):
             "id": job_id,
             "state": JobState.RUNNING.value,
             "settings": settings.to_dict(),
-            "secrets": json.dumps({"extra_headers": secrets.extra_headers}),
+            "secrets": json.dumps(secrets.to_dict()),
             "created_at": now,
             "total": total,
             "url_count": url_count,
@@ -541,8 +541,7 @@ class DynamoJobStore(JobStore):
 
 def secrets_from(values: Mapping[str, Any]) -> JobSecrets:
     """Return the secrets stored in a job item's values."""
-    stored = json.loads(values.get("secrets") or "{}")
-    return JobSecrets(extra_headers=dict(stored.get("extra_headers") or {}))
+    return JobSecrets.from_dict(json.loads(values.get("secrets") or "{}"))
 
 
 def _new_run(

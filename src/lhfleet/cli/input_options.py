@@ -26,7 +26,8 @@ from lhfleet.inputs import (
     collect,
     login_headers,
 )
-from lhfleet.models import JobSettings
+from lhfleet.inputs.login import read_login_script
+from lhfleet.models import JobSettings, LoginScript
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class InputOptions:
     ignore_robots: bool = False
     cookies: tuple[str, ...] = ()
     basic_auth: str | None = None
+    login_script: str | None = None
     guard: bool = False
     allow_targets: tuple[str, ...] = ()
 
@@ -76,6 +78,12 @@ class InputOptions:
             duplicates=self.duplicates,
             skip_invalid=self.skip_invalid,
         )
+
+    def login(self) -> LoginScript | None:
+        """Return the login script, read and checked, or None without one."""
+        if self.login_script is None:
+            return None
+        return read_login_script(self.login_script)
 
     def headers(self, extra: Mapping[str, str]) -> dict[str, str]:
         """Return the extra headers with the cookies and basic auth merged in."""
@@ -157,6 +165,13 @@ _OPTIONS = [
         default=None,
         metavar="USER:PASSWORD|@FILE",
         help="HTTP basic auth for every request; never stored in results.",
+    ),
+    click.option(
+        "--login-script",
+        default=None,
+        metavar="FILE",
+        help="Puppeteer script (.js, .cjs or .mjs) that signs in through the "
+        "run's Chrome before each audit; kept with the job's secrets.",
     ),
     click.option(
         "--guard",

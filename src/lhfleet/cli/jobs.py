@@ -216,7 +216,7 @@ def run(
     service.validate_settings(settings)
     hook_specs = [parse_hook_option(text) for text in hooks]
     headers = inputs.headers(parse_extra_headers(extra_headers))
-    secrets = JobSecrets(extra_headers=headers)
+    secrets = JobSecrets(extra_headers=headers, login_script=inputs.login())
     plan = gather_plan(urls, input_file, inputs, headers, settings)
     if inputs.dry_run:
         print_plan(plan, drive.as_json)

@@ -1,8 +1,9 @@
-"""Cookies and HTTP basic auth for pages behind a login, as extra headers.
+"""Cookies, HTTP basic auth and login scripts for pages behind a login.
 
-They end up in ``JobSecrets.extra_headers``, which the auditor passes to
-Lighthouse and the worker redacts from stored reports. Error messages name
-a cookie or a user, never a value or a password.
+Cookies and basic auth end up in ``JobSecrets.extra_headers``, which the
+auditor passes to Lighthouse and the worker redacts from stored reports.
+A login script goes to ``JobSecrets.login_script``. Error messages name a
+cookie, a user or a file, never a value or a password.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lhfleet.errors import InvalidSettingError
+from lhfleet.models import LoginScript
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BAD_VALUE = re.compile(r"[;\r\n\x00]")
@@ -102,3 +104,42 @@ def login_headers(
             )
         headers["Authorization"] = basic_auth_header(basic_auth)
     return headers
+
+
+MAX_SCRIPT_BYTES = 1024 * 1024
+SCRIPT_SUFFIXES = (".js", ".cjs", ".mjs")
+
+
+def read_login_script(path: str) -> LoginScript:
+    """Read a login script file; raise InvalidSettingError naming the problem.
+
+    A script is a CommonJS (.js, .cjs) or ES (.mjs) module whose default
+    export is an async function taking (browser, context), where browser is
+    a Puppeteer Browser connected to the run's Chrome and context holds the
+    URL about to be audited.
+    """
+    file = Path(path)
+    if file.suffix not in SCRIPT_SUFFIXES:
+        raise InvalidSettingError(
+            f"--login-script {path} is not a JavaScript module; give a .js, .cjs "
+            "or .mjs file that exports an async function (browser, context)."
+        )
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise InvalidSettingError(
+            f"--login-script {path} cannot be read: {error.strerror}. Check the "
+            "path and its permissions."
+        ) from error
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise InvalidSettingError(
+            f"--login-script {path} is {len(data)} bytes; the limit is "
+            f"{MAX_SCRIPT_BYTES} bytes. Keep the sign-in steps in one short script."
+        )
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidSettingError(
+            f"--login-script {path} is not UTF-8 text; save it as UTF-8."
+        ) from error
+    return LoginScript(file.name, source)

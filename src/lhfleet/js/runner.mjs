@@ -13,7 +13,7 @@
 // Requests:
 //   {"op": "audit", "id", "url", "outputPath", "userDataDir", "chromePath",
 //    "chromeFlags": [...], "preset": "mobile"|"desktop", "categories": [...],
-//    "extraHeaders": {...}|null, "window": true|false}
+//    "extraHeaders": {...}|null, "loginScript": PATH|null, "window": true|false}
 //   {"op": "grant", "id"}     the measurement window may start
 //   {"op": "render", "id", "inputPath", "outputPath"}
 //   {"op": "exit"}
@@ -25,6 +25,7 @@
 //   {"event": "warning", "id", "message"}
 //   {"event": "done", "id", "ok", "timings", "error"?}
 import {pathToFileURL} from 'node:url';
+import {createRequire} from 'node:module';
 import {createInterface} from 'node:readline';
 import {writeFile, readFile} from 'node:fs/promises';
 import path from 'node:path';
@@ -43,6 +44,32 @@ const {default: pkg} = await import(
   {with: {type: 'json'}},
 );
 const importSeconds = (performance.now() - started) / 1000;
+
+// Puppeteer is one of Lighthouse's own dependencies: resolve it from there,
+// and load it only for jobs with a login script.
+const requireFromLighthouse = createRequire(path.join(nodeModules, 'lighthouse', 'package.json'));
+let puppeteer = null;
+
+async function runLoginScript(request, chrome) {
+  if (puppeteer === null) {
+    const entry = requireFromLighthouse.resolve('puppeteer-core');
+    puppeteer = (await import(pathToFileURL(entry).href)).default;
+  }
+  const browser = await puppeteer.connect({
+    browserURL: `http://127.0.0.1:${chrome.port}`,
+    defaultViewport: null,
+  });
+  try {
+    const module = await import(pathToFileURL(request.loginScript).href);
+    const script = typeof module.default === 'function' ? module.default : null;
+    if (script === null) {
+      throw new Error('the login script exports no function; export one taking (browser, context)');
+    }
+    await script(browser, {url: request.url, options: {}});
+  } finally {
+    await browser.disconnect();
+  }
+}
 
 function send(message) {
   process.stdout.write(`${JSON.stringify(message)}\n`);
@@ -103,6 +130,13 @@ async function audit(request) {
     }
     current.chrome = chrome;
     send({event: 'chrome', id: request.id, pid: chrome.pid});
+    if (request.loginScript) {
+      try {
+        await runLoginScript(request, chrome);
+      } catch (error) {
+        return {ok: false, error: {...describe(error), phase: 'login'}};
+      }
+    }
     marks.launched = performance.now();
     if (request.window) {
       const granted = waitForGrant(request.id);
@@ -119,6 +153,9 @@ async function audit(request) {
       channel: 'lhfleet',
     };
     if (request.extraHeaders) flags.extraHeaders = request.extraHeaders;
+    // Lighthouse clears the origin's storage, cookies included, before it
+    // loads the page: that would sign the login script's session out.
+    if (request.loginScript) flags.disableStorageReset = true;
     const config = request.preset === 'desktop' ? desktopConfig : undefined;
     const result = await lighthouse(request.url, flags, config);
     marks.audited = performance.now();

@@ -71,7 +71,7 @@ class SqlJobStore(JobStore):
                     id=job_id,
                     state=JobState.RUNNING.value,
                     settings=settings.to_dict(),
-                    secrets={"extra_headers": secrets.extra_headers},
+                    secrets=secrets.to_dict(),
                     created_at=created,
                     total=0,
                 )
@@ -129,8 +129,7 @@ class SqlJobStore(JobStore):
             value = conn.execute(
                 sa.select(jobs.c.secrets).where(jobs.c.id == job_id)
             ).scalar()
-        headers = (value or {}).get("extra_headers") or {}
-        return JobSecrets(extra_headers=dict(headers))
+        return JobSecrets.from_dict(value)
 
     def iter_runs(self, job_id: str) -> Iterator[Run]:
         query = (
