@@ -107,7 +107,12 @@ class RunExecutor:
                 facts.conditions.update(self.conditions())
             if self.observe is not None:
                 self.observe(facts)
+            started = time.monotonic()
             refs = self._store_reports(run, settings, result)
+            # The reports are stored before the outcome is recorded, so their
+            # time (HTML rendering, compression, writes) can go with it.
+            timings = facts.conditions.setdefault("timings", {})
+            timings["store"] = round(time.monotonic() - started, 3)
         now = self.clock()
         if result.error_code is None and facts is not None and refs[0] and refs[1]:
             settlement = self.store.record_success(

@@ -80,7 +80,11 @@ function send(message) {
 // on a quiet CPU.
 let current = null;
 log.events.on('status', ([, message]) => {
-  if (current === null || current.released || typeof message !== 'string') return;
+  if (current === null || typeof message !== 'string') return;
+  if (message.startsWith('Analyzing and running audits')) {
+    current.marks.auditsStart ??= performance.now();
+  }
+  if (current.released) return;
   if (message.startsWith('Getting artifact')) {
     current.released = true;
     current.marks.windowEnd = performance.now();
@@ -191,6 +195,8 @@ async function audit(request) {
       windowWait: seconds(marks.launched, marks.windowStart),
       window: seconds(marks.windowStart, marks.windowEnd),
       afterWindow: seconds(marks.windowEnd, marks.audited),
+      artifacts: seconds(marks.windowEnd, marks.auditsStart),
+      audits: seconds(marks.auditsStart, marks.audited),
       write: seconds(marks.audited, marks.written),
       total: seconds(marks.start, marks.end),
     };
