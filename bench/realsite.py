@@ -39,7 +39,6 @@ from urllib.parse import quote, unquote
 
 from lhfleet import runtime
 from lhfleet.errors import LhfleetError
-from lhfleet.service import auto_concurrency
 
 BENCH_DIR = Path(__file__).resolve().parent
 DOCS_DIR = Path("/usr/share/doc/python3.11/html")
@@ -390,9 +389,17 @@ def benchmark(args: argparse.Namespace, invocation: str) -> int:
         command += ["--data-dir", str(data_dir), "--json"]
         job_id, wall_seconds, status = run_job(command)
 
+    results = read_results(lhfleet, job_id, data_dir)
     concurrency = args.concurrency
     if concurrency == "auto":
-        concurrency = f"auto, which is {auto_concurrency()} on this machine"
+        limits = [
+            run["conditions"]["concurrency"]
+            for entry in results["urls"]
+            for run in entry["runs"]
+            if (run.get("conditions") or {}).get("concurrency")
+        ]
+        spread = f"{min(limits)} to {max(limits)}" if limits else "unknown"
+        concurrency = f"auto, adjusted while the job ran: {spread} at a time"
     measurement = Measurement(
         invocation=invocation,
         lhfleet_command=shlex.join(["lhfleet", "run", "--input", "URLS", *options])
@@ -400,7 +407,7 @@ def benchmark(args: argparse.Namespace, invocation: str) -> int:
         concurrency=concurrency,
         environment=environment,
         wall_seconds=wall_seconds,
-        results=read_results(lhfleet, job_id, data_dir),
+        results=results,
         base_url=base_url,
     )
     sys.stdout.write(render_report(measurement))
