@@ -135,11 +135,19 @@ def _add_result_row(table: Table, job: dict[str, Any], entry: dict[str, Any]) ->
     )
 
 
+def noise_flag(entry: dict[str, Any]) -> str:
+    """Return "noisy", or "spread unknown" when too few runs have the spread key."""
+    spread = entry.get("spread") or {}
+    if spread.get("value") is None:
+        return "spread unknown"
+    return "noisy"
+
+
 def _flags(entry: dict[str, Any]) -> str:
     """Return the trust flags of a URL: noisy, contended runs, adaptive outcome."""
     flags = []
     if entry.get("noisy") and entry["valid_runs"]:
-        flags.append("noisy")
+        flags.append(noise_flag(entry))
     if entry.get("contended_runs"):
         flags.append(f"{entry['contended_runs']} contended")
     adaptive = entry.get("adaptive")

@@ -18,6 +18,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from lhfleet.console import noise_flag
 from lhfleet.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -210,8 +211,9 @@ def _flags(entry: dict[str, Any]) -> str:
     if entry["valid_runs"] == 0:
         flags.append("<span class='badge bad'>no valid run</span>")
     elif entry.get("noisy"):
+        label = noise_flag(entry)
         flags.append(
-            f"<span class='badge warn'>noisy: {escape(spread['reason'])}</span>"
+            f"<span class='badge warn'>{label}: {escape(spread['reason'])}</span>"
         )
     if entry.get("contended_runs"):
         flags.append(
@@ -333,7 +335,7 @@ def _md_flags(entry: dict[str, Any]) -> str:
     if entry["valid_runs"] == 0:
         flags.append("no valid run")
     elif entry.get("noisy"):
-        flags.append("noisy")
+        flags.append(noise_flag(entry))
     if entry.get("contended_runs"):
         flags.append(f"{entry['contended_runs']} contended")
     adaptive = entry.get("adaptive")

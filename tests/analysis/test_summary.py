@@ -78,8 +78,9 @@ def test_html_links_run_report() -> None:
     assert "href='reports/job/job-0-0.a1.report.html'" in page
 
 
-def test_html_flags_noisy_url() -> None:
-    assert "noisy: 1 valid value(s)" in render_html(document(), Path("/data"))
+def test_html_flags_url_with_unknown_spread() -> None:
+    text = render_html(document(), Path("/data"))
+    assert "spread unknown: 1 valid value(s)" in text
 
 
 def test_html_flags_url_without_valid_run() -> None:
@@ -96,7 +97,7 @@ def test_vendored_files_keep_license_headers() -> None:
 
 def test_markdown_table() -> None:
     text = results_markdown(document(url="http://a.test/x|y"))
-    assert "| http://a.test/x\\|y | 90 | – | – | – | 1/1 | – | noisy |" in text
+    assert "| http://a.test/x\\|y | 90 | – | – | – | 1/1 | – | spread unknown |" in text
 
 
 def _is_drawn(png: bytes) -> bool:
@@ -169,4 +170,10 @@ def test_summary_in_real_browser(real_jobs: RealJobs, tmp_path: Path) -> None:
 def test_markdown_adaptive_flag() -> None:
     adaptive = {"min_runs": 2, "max_runs": 3, "runs": 3, "target_met": False}
     text = results_markdown(document(adaptive=adaptive))
-    assert "noisy, 3 runs, target not met |" in text
+    assert "spread unknown, 3 runs, target not met |" in text
+
+
+def test_markdown_flags_noisy_url() -> None:
+    spread = {"reason": "cv 0.2 is over the limit 0.05", "measure": "cv", "value": 0.2}
+    text = results_markdown(document(spread=spread))
+    assert "| noisy |" in text
