@@ -6,10 +6,12 @@ does not need a quiet CPU. More runs in flight keep the window busy, until
 the insensitive work of the others starts to slow the measured one down.
 The controller watches two things after every run:
 
-- the run's ``benchmarkIndex`` against the host's idle figure (from
+- the runs' ``benchmarkIndex`` against the host's idle figure (from
   ``lhfleet calibrate``, or else the best figure seen so far in this
-  process): below ``tolerance`` of it, the run was measured on a busy CPU
-  and concurrency goes down by one;
+  process). The figure varies by some percent from run to run, so one low
+  run is not enough: concurrency goes down by one when the median of the
+  runs since the last change falls below ``tolerance`` of the idle figure
+  (after two runs), or at once when a run falls below ``FLOOR`` of it;
 - how busy the measurement window was since the last change: when it was
   idle for more than ``IDLE_SHARE`` of the time and the last runs (one per
   slot) were all within tolerance, concurrency goes up by one, up to the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOLERANCE = 0.9
 """A run's benchmark index below this share of the idle figure counts as slowed."""
+FLOOR = 0.7
+"""A single run's benchmark index below this share of the idle figure lowers
+concurrency at once."""
 IDLE_SHARE = 0.15
 """Raise concurrency only while the window stood idle more than this share of time."""
 START = 2
@@ -63,7 +69,8 @@ class ConcurrencyController:
     tolerance: float = DEFAULT_TOLERANCE
     limit: int = 0
     decisions: list[Decision] = field(default_factory=list)
-    _good_streak: int = 0
+    _recent: list[float] = field(default_factory=list)
+    """Benchmark indexes of the runs that finished since the last change."""
     _best_seen: float = 0.0
     _since: float = 0.0
     _held_at_change: float = 0.0
@@ -100,17 +107,27 @@ class ConcurrencyController:
             return
         reference = self.reference()
         self._best_seen = max(self._best_seen, benchmark_index)
-        if reference is not None and benchmark_index < self.tolerance * reference:
-            self._good_streak = 0
-            if self.limit > 1:
-                self._change(
-                    self.limit - 1,
-                    f"benchmark index {benchmark_index:.0f} is below "
-                    f"{self.tolerance:.0%} of {reference:.0f}",
-                )
+        self._recent.append(benchmark_index)
+        if reference is None:
             return
-        self._good_streak += 1
-        if self._good_streak < self.limit or self.limit >= self.maximum:
+        typical = statistics.median(self._recent)
+        if self.limit > 1 and benchmark_index < FLOOR * reference:
+            self._change(
+                self.limit - 1,
+                f"benchmark index {benchmark_index:.0f} is below "
+                f"{FLOOR:.0%} of {reference:.0f}",
+            )
+            return
+        slowed = typical < self.tolerance * reference
+        if self.limit > 1 and len(self._recent) >= 2 and slowed:
+            self._change(
+                self.limit - 1,
+                f"the median benchmark index {typical:.0f} of the last "
+                f"{len(self._recent)} runs is below {self.tolerance:.0%} "
+                f"of {reference:.0f}",
+            )
+            return
+        if slowed or len(self._recent) < self.limit or self.limit >= self.maximum:
             return
         idle = self.window_idle_share()
         if idle > IDLE_SHARE:
@@ -131,7 +148,7 @@ class ConcurrencyController:
         logger.info("concurrency %d -> %d: %s", self.limit, limit, reason)
         self.limit = limit
         self.decisions.append(Decision(time.time(), limit, reason))
-        self._good_streak = 0
+        self._recent = []
         self._mark_change()
 
     def _mark_change(self) -> None:
