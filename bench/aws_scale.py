@@ -65,6 +65,10 @@ ENVIRONMENT = {
 }
 
 
+class InvocationTimedOut(BaseException):
+    """Ends an invocation at its timeout, as Lambda does: nothing after it runs."""
+
+
 class EmulatorGate:
     """Caps how many invocations talk to the emulator at once.
 
@@ -72,6 +76,10 @@ class EmulatorGate:
     starve each of its request threads of the GIL until their calls time
     out. An invocation acquires the gate while it calls AWS and releases it
     during its audit, so every invocation can be auditing at the same time.
+
+    Waiting for the gate can outlast an invocation's timeout, which Lambda
+    would enforce. So an invocation whose deadline has passed when it gets
+    the gate raises InvocationTimedOut and makes no further call.
     """
 
     def __init__(self, size: int) -> None:
@@ -79,10 +87,12 @@ class EmulatorGate:
         self.local = threading.local()
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, deadline: float) -> Iterator[None]:
         with self.slots:
             self.local.held = True
+            self.local.deadline = deadline
             try:
+                self._check_deadline()
                 yield
             finally:
                 self.local.held = False
@@ -97,6 +107,11 @@ class EmulatorGate:
             yield
         finally:
             self.slots.acquire()
+            self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self.local.deadline:
+            raise InvocationTimedOut
 
 
 class StandInAuditor(Auditor):
@@ -125,10 +140,9 @@ class StandInAuditor(Auditor):
             self.peak = max(self.peak, self.auditing)
         with self.gate.released():
             time.sleep(self.seconds)
-        with self.lock:
-            self.auditing -= 1
-        with self.lock:
-            self.audits += 1
+            with self.lock:
+                self.auditing -= 1
+                self.audits += 1
         lhr = {
             "lighthouseVersion": "stand-in",
             "requestedUrl": request.url,
@@ -147,18 +161,22 @@ class StandInAuditor(Auditor):
 
 @dataclass
 class Context:
-    """A stand-in for Lambda's context object."""
+    """A stand-in for Lambda's context object, with the invocation's deadline."""
 
     aws_request_id: str
+    deadline: float
+    """``time.monotonic()`` at which Lambda would end the invocation."""
 
     def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 @dataclass
 class Tally:
     invocations: int = 0
     crashes: int = 0
+    timed_out: int = 0
+    """Invocations ended at their timeout (see EmulatorGate)."""
     returned: int = 0
     """Messages the handler reported as failed, to be delivered again."""
     stream_retries: int = 0
@@ -182,8 +200,10 @@ class Invocations:
         concurrency: int,
         tally: Tally,
         gate: EmulatorGate,
+        timeout: float,
     ) -> None:
         self.engine = engine
+        self.timeout = timeout
         self.gate = gate
         self.runs = runs
         self.arn = queue_arn(engine.clients, engine.config.queue_url)
@@ -235,19 +255,23 @@ class Invocations:
             self.running += 1
             self.peak = max(self.peak, self.running)
             number = self.tally.invocations
+        deadline = time.monotonic() + self.timeout
         try:
-            with self.gate.hold():
-                self._handle(message, number)
+            with self.gate.hold(deadline):
+                self._handle(message, number, deadline)
         except (BotoCoreError, ClientError) as error:
             logger.warning("invocation %d failed: %s", number, error)
             with self.tally.lock:
                 self.tally.crashes += 1
+        except InvocationTimedOut:
+            with self.tally.lock:
+                self.tally.timed_out += 1
         finally:
             with self.tally.lock:
                 self.running -= 1
             self.slots.release()
 
-    def _handle(self, message: dict[str, Any], number: int) -> None:
+    def _handle(self, message: dict[str, Any], number: int, deadline: float) -> None:
         record = {
             "messageId": message["MessageId"],
             "receiptHandle": message["ReceiptHandle"],
@@ -259,7 +283,8 @@ class Invocations:
             "awsRegion": "us-east-1",
         }
         event = {"Records": [record]}
-        result = handle_worker_event(self.runs, event, Context(str(number)))
+        context = Context(str(number), deadline)
+        result = handle_worker_event(self.runs, event, context)
         if result["batchItemFailures"]:
             with self.tally.lock:
                 self.tally.returned += 1
@@ -367,7 +392,9 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     )
     stream.start()
     announcements = subscribe(clients, config)
-    invocations = Invocations(engine, runs, arguments.concurrency, tally, gate)
+    invocations = Invocations(
+        engine, runs, arguments.concurrency, tally, gate, arguments.invocation_timeout
+    )
     invoke_until_settled(invocations, job_id, arguments.pollers)
 
     deadline = time.time() + 900
@@ -460,6 +487,7 @@ def summarize(
         "audits": auditor.audits,
         "invocations": tally.invocations,
         "crashed_invocations": tally.crashes,
+        "invocations_timed_out": tally.timed_out,
         "messages_returned_to_queue": tally.returned,
         "stream_batches_retried": tally.stream_retries,
         "state": values["state"],
@@ -482,7 +510,8 @@ def markdown(arguments: argparse.Namespace, result: dict[str, Any]) -> str:
         f"python bench/aws_scale.py --urls {arguments.urls} --runs {arguments.runs} "
         f"--concurrency {arguments.concurrency} --duplicates {arguments.duplicates} "
         f"--pollers {arguments.pollers} --emulator-calls {arguments.emulator_calls} "
-        f"--audit-seconds {arguments.audit_seconds:g}"
+        f"--audit-seconds {arguments.audit_seconds:g} "
+        f"--invocation-timeout {arguments.invocation_timeout:g}"
     )
     rows = "\n".join(f"| {key} | {value} |" for key, value in result.items())
     return (
@@ -508,6 +537,12 @@ def main() -> None:
         help="invocations calling the emulator at once (see EmulatorGate)",
     )
     parser.add_argument("--audit-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--invocation-timeout",
+        type=float,
+        default=300.0,
+        help="seconds a worker invocation may take (the template's WorkerTimeout)",
+    )
     arguments = parser.parse_args()
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
