@@ -9,7 +9,10 @@ session, the script runs:
   c. ``lhfleet run --concurrency auto``;
   d. ``lhfleet run --concurrency N`` with N the number of cores;
   e. Lighthouse CI's ``lhci collect`` (@lhci/cli 0.14.0) and
-     f. lighthouse-batch, when bench/set-up-others.sh has installed them.
+     f. lighthouse-batch, when bench/set-up-others.sh has installed them;
+  n. the sequential CLI loop again: how far it lands from (a) is how far
+     two identical measurements drift apart on this machine, the floor
+     below which no difference means anything.
 
 It prints a Markdown section for BENCHMARKS.md: wall time and throughput
 against (a), the host's CPU use, lhfleet's peak memory (its Python process;
@@ -62,6 +65,7 @@ MODES = {
     "d": "lhfleet, concurrency = cores",
     "e": "lhci collect (@lhci/cli 0.14.0, its Lighthouse 12.1.0)",
     "f": "lighthouse-batch 8.1.1 (its Lighthouse 8.6.0)",
+    "n": "Lighthouse CLI, sequential loop again (the noise floor)",
 }
 SCORE_TOLERANCE = 0.03
 TBT_SHARE = 0.25
@@ -147,14 +151,14 @@ def timed(work: Callable[[], ModeResult]) -> ModeResult:
     return result
 
 
-def cli_loop(urls: list[str], runs: int, folder: Path) -> ModeResult:
+def cli_loop(urls: list[str], runs: int, folder: Path, key: str = "a") -> ModeResult:
     found = runtime.find_runtime()
     samples: dict[str, list[Sample]] = {url: [] for url in urls}
     failed = 0
     env = {**os.environ, "CHROME_PATH": str(found.chrome)}
     for index, url in enumerate(urls):
         for run in range(runs):
-            output = folder / f"cli-{index}-{run}.json"
+            output = folder / f"cli-{key}-{index}-{run}.json"
             command = [
                 str(found.node),
                 str(found.lighthouse_cli),
@@ -172,7 +176,7 @@ def cli_loop(urls: list[str], runs: int, folder: Path) -> ModeResult:
                 failed += 1
             if completed.returncode != 0:
                 failed += 1
-    return ModeResult("a", MODES["a"], 0.0, 0.0, samples, failed)
+    return ModeResult(key, MODES[key], 0.0, 0.0, samples, failed)
 
 
 def lhfleet_mode(
@@ -326,7 +330,7 @@ def fidelity_rows(base: ModeResult, other: ModeResult) -> tuple[list[list[str]],
         within = within and ok
         rows.append(
             [
-                url.rsplit("/", 1)[-1] or url,
+                url.split("/", 3)[-1] or url,
                 _num(base_score, 2),
                 _num(score, 2),
                 _signed(score_delta, 2),
@@ -431,8 +435,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="Runs per page [3].")
     parser.add_argument(
         "--modes",
-        default="a,b,c,d,e,f",
-        help="Comma-separated modes to run, a first [default: a,b,c,d,e,f; "
+        default="a,b,c,d,e,f,n",
+        help="Comma-separated modes to run, a first [default: a,b,c,d,e,f,n; "
         "e and f only when bench/set-up-others.sh installed them].",
     )
     args = parser.parse_args(argv)
@@ -440,7 +444,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [mode for mode in args.modes if mode not in MODES]
     if unknown or not args.modes or args.modes[0] != "a":
         parser.error(
-            f"--modes is {','.join(args.modes)}; use letters from a to f, "
+            f"--modes is {','.join(args.modes)}; use letters from a to f and n, "
             "starting with a (the baseline)."
         )
     return args
@@ -467,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             "d": lambda: lhfleet_mode("d", cores, urls, args.runs, folder),
             "e": lambda: lhci_mode(urls, args.runs, folder),
             "f": lambda: batch_mode(urls, args.runs, folder),
+            "n": lambda: cli_loop(urls, args.runs, folder, "n"),
         }
         for mode in args.modes:
             if mode in "ef" and not (OTHERS_DIR / "node_modules").is_dir():
