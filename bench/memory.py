@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     lhfleet = [sys.executable, "-m", "lhfleet"]
     invocation = shlex.join(["bench/memory.py", *(argv or sys.argv[1:])])
+    # The date, hardware and load average before the first command.
+    environment = environment_rows(Path("/"))[:5]
     rows: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="lhfleet-memory-") as temp:
         folder = Path(temp)
@@ -146,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 f"Command: `{invocation}`",
                 "",
-                markdown_table(
-                    ["", ""], [list(row) for row in environment_rows(Path("/"))[:5]]
-                ),
+                markdown_table(["", ""], [list(row) for row in environment]),
                 "",
                 f"{args.urls} URLs × {args.runs} runs = {counts['total']} runs "
                 f"({counts['succeeded']} succeeded), SQLite store, "
