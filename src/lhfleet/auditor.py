@@ -288,11 +288,19 @@ def _runner_failure(error: dict[str, Any], tail: str) -> AuditResult:
     message = str(error.get("message") or "Lighthouse gave no result.")
     code = error.get("code")
     if error.get("phase") == "login":
+        reason = message.rstrip(".")
         message = (
-            f"The login script failed: {message.rstrip('.')}. Fix the script, then run "
+            f"The login script failed: {reason}. Fix the script, then run "
             "`lhfleet retry JOB`."
         )
         return AuditResult(None, codes.LOGIN_SCRIPT_FAILED, message, tail)
+    if error.get("phase") == "exit":
+        # The runner stops on an error that Lighthouse did not catch, such as
+        # a lost connection when Chrome dies: its log says which.
+        classified, text = classify_stderr(tail, None)
+        if classified == codes.NO_RESULT:
+            text = f"The Lighthouse runner exited during the audit: {_error_line(tail)}"
+        return AuditResult(None, classified, text, tail)
     if error.get("phase") == "launch":
         return AuditResult(
             None,

@@ -172,7 +172,10 @@ class NodeRunner:
         try:
             self._follow(request_id, holder, timeout, cancel, outcome)
         except (RunnerGone, OSError):
-            outcome.error = {"message": "the Lighthouse runner exited during an audit"}
+            outcome.error = {
+                "message": "the Lighthouse runner exited during the audit",
+                "phase": "exit",
+            }
             self.stop()
         finally:
             self.window.release(holder, self._pids)
