@@ -5,8 +5,10 @@ engine's resources with lhfleet.aws.provision. It submits one job of
 ``--urls`` times ``--runs`` runs and sends ``--duplicates`` extra copies of
 run messages. Then ``--concurrency`` threads each play a worker invocation
 in a loop: receive one message, call the worker handler with the SQS event
-Lambda would send, and delete the message unless it failed. A
-stream thread plays the DynamoDB stream mapping for the completion handler.
+Lambda would send, and delete the message unless it failed. An invocation
+ends at ``--invocation-timeout``, as Lambda ends it. A stream thread plays
+the DynamoDB stream mapping for the completion handler, and a dead-letter
+thread the dead-letter function.
 
 Lighthouse is replaced by StandInAuditor, a stand-in that waits
 ``--audit-seconds`` and returns a canned result, because the benchmark
@@ -48,8 +50,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lhfleet.auditor import Auditor, AuditRequest, AuditResult
 from lhfleet.aws.config import AwsClients, AwsConfig
 from lhfleet.aws.engine import AwsEngine
-from lhfleet.aws.handlers import handle_stream_event, handle_worker_event
-from lhfleet.aws.provision import provision, queue_arn
+from lhfleet.aws.handlers import (
+    handle_dead_letter_event,
+    handle_stream_event,
+    handle_worker_event,
+)
+from lhfleet.aws.provision import dead_letter_queue_url, provision, queue_arn
 from lhfleet.aws.submit import submit_job
 from lhfleet.aws.worker import RunWorker
 from lhfleet.models import JobSecrets, JobSettings, Target
@@ -177,6 +183,8 @@ class Tally:
     crashes: int = 0
     timed_out: int = 0
     """Invocations ended at their timeout (see EmulatorGate)."""
+    dead_letters: int = 0
+    """Messages the dead-letter consumer received."""
     returned: int = 0
     """Messages the handler reported as failed, to be delivered again."""
     stream_retries: int = 0
@@ -366,9 +374,40 @@ def stream_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
         stop.wait(0.1)
 
 
+def dead_letter_loop(engine: AwsEngine, tally: Tally, stop: threading.Event) -> None:
+    """Play the dead-letter function: settle dead-lettered runs as failed."""
+    queue_url = dead_letter_queue_url(engine.clients, engine.config)
+    sqs = engine.clients.sqs
+    while not stop.is_set():
+        try:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10
+            ).get("Messages", [])
+            records = [
+                {"messageId": message["MessageId"], "body": message["Body"]}
+                for message in messages
+            ]
+            result = handle_dead_letter_event(engine, {"Records": records})
+            failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(
+                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("dead-letter consumer failed, going on: %s", error)
+            messages = []
+        with tally.lock:
+            tally.dead_letters += len(messages)
+        if not messages:
+            stop.wait(1.0)
+
+
 def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     clients = AwsClients("us-east-1")
-    config: AwsConfig = provision(clients, "bench", visibility_timeout=60)
+    config: AwsConfig = provision(
+        clients, "bench", visibility_timeout=arguments.visibility_timeout
+    )
     engine = AwsEngine.build(config, clients)
     gate = EmulatorGate(arguments.emulator_calls)
     auditor = StandInAuditor(arguments.audit_seconds, gate)
@@ -391,6 +430,10 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         target=stream_loop, args=(engine, tally, stop), daemon=True
     )
     stream.start()
+    dead_letters = threading.Thread(
+        target=dead_letter_loop, args=(engine, tally, stop), daemon=True
+    )
+    dead_letters.start()
     announcements = subscribe(clients, config)
     invocations = Invocations(
         engine, runs, arguments.concurrency, tally, gate, arguments.invocation_timeout
@@ -405,6 +448,7 @@ def run_benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         time.sleep(0.05)
     stop.set()
     stream.join()
+    dead_letters.join()
     result = summarize(engine, job_id, auditor, tally, started, fanned_out)
     result["completions"] = count_messages(clients, announcements)
     result["peak_concurrent_invocations"] = invocations.peak
@@ -488,6 +532,7 @@ def summarize(
         "invocations": tally.invocations,
         "crashed_invocations": tally.crashes,
         "invocations_timed_out": tally.timed_out,
+        "dead_letter_messages": tally.dead_letters,
         "messages_returned_to_queue": tally.returned,
         "stream_batches_retried": tally.stream_retries,
         "state": values["state"],
@@ -511,7 +556,8 @@ def markdown(arguments: argparse.Namespace, result: dict[str, Any]) -> str:
         f"--concurrency {arguments.concurrency} --duplicates {arguments.duplicates} "
         f"--pollers {arguments.pollers} --emulator-calls {arguments.emulator_calls} "
         f"--audit-seconds {arguments.audit_seconds:g} "
-        f"--invocation-timeout {arguments.invocation_timeout:g}"
+        f"--invocation-timeout {arguments.invocation_timeout:g} "
+        f"--visibility-timeout {arguments.visibility_timeout}"
     )
     rows = "\n".join(f"| {key} | {value} |" for key, value in result.items())
     return (
@@ -542,6 +588,13 @@ def main() -> None:
         type=float,
         default=300.0,
         help="seconds a worker invocation may take (the template's WorkerTimeout)",
+    )
+    parser.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=1800,
+        help="the run queue's visibility timeout in seconds (the template's "
+        "default, 6 times WorkerTimeout)",
     )
     arguments = parser.parse_args()
     logging.basicConfig(
