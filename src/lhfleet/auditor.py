@@ -240,6 +240,7 @@ class Auditor:
         conditions = {
             "window_wait": round(outcome.window_wait, 3),
             "window_cpu_percent": outcome.window_cpu,
+            "window_overrun": outcome.window_overrun,
             "window_span": (
                 [round(value, 3) for value in outcome.window_span]
                 if outcome.window_span

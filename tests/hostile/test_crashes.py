@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.hostile.conftest import (
@@ -54,7 +56,9 @@ def chrome_killed(
     while site.hits.get(path) == 0 and process.poll() is None:
         time.sleep(0.2)
     for browser in browsers:
-        browser.send_signal(signal.SIGKILL)
+        # A browser can exit between the listing and the kill.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            browser.send_signal(signal.SIGKILL)
     return finish(process, started), data_dir, temps
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lhfleet.node_runner import WINDOW_HOLD_LIMIT
 from tests.hostile.conftest import (
     GOOD_PATHS,
     SECURE_PATH,
@@ -246,5 +247,10 @@ def test_silent_port_times_out(fleet: Fleet, site: HostileSite) -> None:
 
 
 def test_unreachable_job_ends_promptly(fleet: Fleet) -> None:
-    """Two attempts at most, a backoff of about 2 s, and start-up time."""
-    assert fleet.result("unreachable").seconds < UNREACHABLE_TIMEOUT * 2 + 45
+    """Two attempts at most, a backoff of about 2 s, and start-up time.
+
+    Each attempt may first wait for another job's run to give back the
+    measurement window, which holds it for at most WINDOW_HOLD_LIMIT.
+    """
+    waits = 2 * WINDOW_HOLD_LIMIT
+    assert fleet.result("unreachable").seconds < UNREACHABLE_TIMEOUT * 2 + 45 + waits
