@@ -11,10 +11,9 @@ insensitive work.
 The window is a lock file in the system's temp directory, so separate
 lhfleet processes on one host (a CLI job beside a cluster worker) share it.
 While a run holds the window, its processes run at normal priority and the
-others at the lowest (nice 19, for the processes and their autogroups), so
-their work yields the CPU to the measurement; changing a process's nice
-value back needs root or CAP_SYS_NICE, and without it lhfleet keeps
-everything at normal priority.
+others at the lowest (nice 19), so their work yields the CPU to the
+measurement; changing priorities back needs root or CAP_SYS_NICE, and
+without it lhfleet keeps everything at normal priority.
 """
 
 from __future__ import annotations
@@ -74,8 +73,7 @@ class MeasurementWindow:
 
     def __init__(self, root: Path | None = None, *, prioritize: bool = True) -> None:
         self.root = root or window_root()
-        self.prioritize = prioritize
-        self._process_nice = can_raise_priority()
+        self.prioritize = prioritize and can_raise_priority()
         self.stats = WindowStats()
         self._local = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -116,7 +114,7 @@ class MeasurementWindow:
             self.stats.waited_seconds += waited
             self.stats.grants += 1
         if self.prioritize:
-            set_priority(processes(), 0, self._process_nice)
+            set_priority(processes(), 0)
         return waited
 
     def release(
@@ -131,7 +129,7 @@ class MeasurementWindow:
             return None
         busy = cpu_percent_since(self._cpu_at_start)
         if self.prioritize:
-            set_priority(processes(), BACKGROUND_NICE, self._process_nice)
+            set_priority(processes(), BACKGROUND_NICE)
         now = time.monotonic()
         with self._stats_lock:
             self.stats.held_seconds += now - self._held_since
@@ -147,7 +145,7 @@ class MeasurementWindow:
     def background(self, processes: Iterable[int]) -> None:
         """Put processes that are not measuring at the lowest priority."""
         if self.prioritize:
-            set_priority(processes, BACKGROUND_NICE, self._process_nice)
+            set_priority(processes, BACKGROUND_NICE)
 
     def _lock_file(self, cancel: threading.Event) -> int | None:
         self.root.mkdir(mode=0o700, exist_ok=True)
@@ -177,19 +175,8 @@ def can_raise_priority() -> bool:
     return soft == resource.RLIM_INFINITY or 20 - soft <= 0
 
 
-def set_priority(
-    pids: Iterable[int], nice: int, with_process_nice: bool = True
-) -> None:
-    """Set the nice value of processes and all their children; skip the gone.
-
-    With the kernel's autogroup scheduling on (the default of most
-    distributions), nice values only weigh processes of one session against
-    each other, and each runner and each Chrome (which chrome-launcher
-    starts detached) has a session of its own. So the nice value of each
-    process's autogroup is set too; any user may set 0 to 19 on their own.
-    ``with_process_nice`` is false for users who could not lower a
-    process's own nice value again.
-    """
+def set_priority(pids: Iterable[int], nice: int) -> None:
+    """Set the nice value of processes and all their children; skip the gone."""
     for pid in pids:
         try:
             process = psutil.Process(pid)
@@ -197,22 +184,10 @@ def set_priority(
         except psutil.Error:
             continue
         for member in family:
-            if with_process_nice:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.setpriority(os.PRIO_PROCESS, member.pid, nice)
-            _set_autogroup_nice(member.pid, nice)
-
-
-def _set_autogroup_nice(pid: int, nice: int) -> None:
-    """Set the nice value of a process's autogroup, unless it is lhfleet's own."""
-    try:
-        if os.getsid(pid) == os.getsid(0):
-            return
-        with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as handle:
-            handle.write(str(nice))
-    except OSError:
-        # No autogroup support, or the process is gone.
-        return
+            try:
+                os.setpriority(os.PRIO_PROCESS, member.pid, nice)
+            except (ProcessLookupError, PermissionError):
+                continue
 
 
 def cpu_percent_since(start: Any) -> float:
