@@ -95,13 +95,13 @@ class AuditResult:
     log_warnings: list[dict[str, str]] = field(default_factory=list)
     """Warnings that Lighthouse only logs, such as the dialogs it dismissed."""
     conditions: dict[str, Any] = field(default_factory=dict)
-    """How the run was measured: its wait for the measurement window, its timings."""
+    """Measurement conditions of the run: its window wait and phase timings."""
 
 
 class Auditor:
     """Runs Lighthouse in a long-lived runner per worker slot, a fresh Chrome per call.
 
-    Worker slots are told apart by the ``owner`` of each call; each gets its
+    Worker slots are identified by the ``owner`` of each call; each gets its
     own runner process. All runners share one measurement window, so the
     traced page loads of concurrent audits never overlap.
     """
@@ -297,7 +297,7 @@ def _runner_failure(error: dict[str, Any], tail: str) -> AuditResult:
         return AuditResult(None, codes.LOGIN_SCRIPT_FAILED, message, tail)
     if error.get("phase") == "exit":
         # The runner stops on an error that Lighthouse did not catch, such as
-        # a lost connection when Chrome dies: its log says which.
+        # a lost connection when Chrome dies, and its log names the cause.
         classified, text = classify_stderr(tail, None)
         if classified == codes.NO_RESULT:
             text = f"The Lighthouse runner exited during the audit: {_error_line(tail)}"

@@ -33,7 +33,7 @@ class ReportFacts:
     final_url: str | None = None
     warnings: list[dict[str, str]] = field(default_factory=list)
     conditions: dict[str, Any] = field(default_factory=dict)
-    """What the run was measured under: concurrency, host load, window wait."""
+    """Measurement conditions of the run: concurrency, host load, window wait."""
 
 
 def read_facts(lhr: dict[str, Any]) -> ReportFacts:

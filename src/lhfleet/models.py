@@ -250,7 +250,7 @@ class Run:
     final_url: str | None = None
     warnings: list[dict[str, str]] = field(default_factory=list)
     conditions: dict[str, Any] = field(default_factory=dict)
-    """What the run was measured under: concurrency, host load, window wait."""
+    """Measurement conditions of the run: concurrency, host load, window wait."""
     report_json: str | None = None
     report_html: str | None = None
     started_at: datetime | None = None

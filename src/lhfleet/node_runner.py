@@ -228,7 +228,7 @@ class NodeRunner:
             deadline += granted
 
     def _limit_hold(self, holder: str, outcome: RunnerAudit) -> None:
-        """Give the window back from a page load that holds it too long.
+        """Release the window from a page load that keeps it too long.
 
         A page that never finishes loading would otherwise keep every other
         run of the host from measuring until its deadline.

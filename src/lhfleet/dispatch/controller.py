@@ -86,7 +86,7 @@ class ConcurrencyController:
         return cls(maximum=slots, window=window, adaptive=False)
 
     def admits(self, slot: int) -> bool:
-        """Whether slot number ``slot`` (from 0) may take a run now."""
+        """Tell whether slot number ``slot`` (from 0) may take a run now."""
         return slot < self.limit
 
     def reference(self) -> float | None:

@@ -210,7 +210,7 @@ async function render(request) {
 }
 
 // An unexpected rejection inside Lighthouse must not leave the runner
-// half-alive: the Python side sees the exit and starts a fresh runner.
+// half-alive. The Python side detects the exit and starts a fresh runner.
 process.on('unhandledRejection', (reason) => {
   process.stderr.write(`Unhandled rejection in the runner: ${reason?.stack || reason}\n`);
   process.exit(70);
